@@ -1,0 +1,21 @@
+"""csm_nb: Sesame's CSM-1B in plain PyTorch, for learning how it makes speech.
+
+Importing this package reads no environment variable, loads no weights and touches no
+network; everything that does is a function call.
+"""
+
+from .config import CSMConfig, LlamaConfig
+from .generate import FrameInfo, generate_codes
+from .hub import from_pretrained, load_model, tiny_model
+from .model import CSM
+from .modes import notebook_mode
+from .sampling import sample_topk
+from .text import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
+
+CSM.from_pretrained = staticmethod(from_pretrained)
+
+__all__ = [
+    "CSM", "CSMConfig", "FrameInfo", "LlamaConfig", "audio_rows", "from_pretrained",
+    "generate_codes", "load_model", "load_tokenizer", "notebook_mode", "sample_topk",
+    "text_rows", "tiny_model", "tiny_tokenizer",
+]

@@ -1,0 +1,149 @@
+"""Where weights come from: a hub repo, a local folder, or tiny random weights.
+
+Nothing here runs at import. Checkpoints are read only from safetensors (never unpickled),
+tensor by tensor, into a model built on the meta device, so a 6 GB checkpoint is never
+held twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import torch
+
+from .config import CSMConfig, LlamaConfig
+from .model import CSM, check_state_dict
+from .modes import CSM_REPO, WEIGHTS_ENV, banner, resolve_device, resolve_dtype, resolve_mode
+
+WEIGHTS_FILE = "model.safetensors"
+# Saved by the official setup_caches() as persistent buffers; not weights.
+_CACHE_MASK_KEYS = ("backbone_causal_mask", "decoder_causal_mask")
+
+
+def hub_file(repo_id: str, filename: str, token=None, revision: str | None = None) -> str:
+    """Path of a file from the hub (or its local cache), with errors that say how to fix."""
+    import huggingface_hub as hf
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        return hf.hf_hub_download(repo_id, filename, token=token, revision=revision)
+    except hf_errors.GatedRepoError as err:
+        raise OSError(
+            f"{repo_id} is gated and this machine has no access: accept the terms at "
+            f"https://huggingface.co/{repo_id}, then log in (`huggingface-cli login`, or set "
+            f"$HF_TOKEN, or pass token=...); or point ${WEIGHTS_ENV} at a local copy") from err
+    except hf_errors.RepositoryNotFoundError as err:
+        raise OSError(f"{repo_id} was not found on the hub (or it is private and you are not "
+                      "logged in): check the name, or log in with `huggingface-cli login`"
+                      ) from err
+    except hf_errors.EntryNotFoundError as err:
+        raise OSError(f"{repo_id} has no file {filename}; check the repo and revision") from err
+    except hf_errors.LocalEntryNotFoundError as err:
+        raise OSError(
+            f"{filename} of {repo_id} is not in the local cache and the hub cannot be reached "
+            "(offline, HF_HUB_OFFLINE=1, or no network): download it once on a connected "
+            f"machine (`huggingface-cli download {repo_id}`) or set ${WEIGHTS_ENV} to a "
+            "folder holding it") from err
+
+
+def _locate(source: str, filename: str, token) -> str:
+    if os.path.isdir(source):
+        path = os.path.join(source, filename)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"the folder {source} has no {filename}; it must be laid out like the "
+                f"{CSM_REPO} repo ({WEIGHTS_FILE}, config.json, tokenizer.json)")
+        return path
+    if os.path.exists(source) or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise FileNotFoundError(f"source={source!r} is neither an existing folder nor a hub "
+                                f"repo id like {CSM_REPO!r}")
+    return hub_file(source, filename, token=token)
+
+
+def config_from_json(cfg: dict) -> CSMConfig:
+    """CSMConfig from the repo's config.json (transformers' CsmConfig fields)."""
+    base = CSMConfig.csm_1b()
+    if "hidden_size" not in cfg:          # Sesame's own ModelArgs or unknown: official sizes
+        return base
+
+    def llama(c: dict, default: LlamaConfig) -> LlamaConfig:
+        return replace(default,
+                       num_layers=c.get("num_hidden_layers", default.num_layers),
+                       num_heads=c.get("num_attention_heads", default.num_heads),
+                       num_kv_heads=c.get("num_key_value_heads", default.num_kv_heads),
+                       embed_dim=c.get("hidden_size", default.embed_dim),
+                       intermediate_dim=c.get("intermediate_size", default.intermediate_dim),
+                       norm_eps=c.get("rms_norm_eps", default.norm_eps),
+                       rope_base=c.get("rope_theta", default.rope_base))
+
+    return replace(base,
+                   backbone=llama(cfg, base.backbone),
+                   decoder=llama(cfg.get("depth_decoder_config", {}), base.decoder),
+                   text_vocab_size=cfg.get("text_vocab_size", base.text_vocab_size),
+                   audio_vocab_size=cfg.get("vocab_size", base.audio_vocab_size),
+                   num_codebooks=cfg.get("num_codebooks", base.num_codebooks))
+
+
+def load_safetensors_into(model: CSM, path: str, device, dtype) -> CSM:
+    """Fill a meta-device model from a safetensors file, one tensor at a time."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            names = [k for k in f.keys() if k not in _CACHE_MASK_KEYS]
+            # Names and shapes first (meta tensors cost nothing): one clear error for a
+            # checkpoint of the wrong size or format, before gigabytes are read.
+            check_state_dict(model, {k: torch.empty(f.get_slice(k).get_shape(), device="meta")
+                                     for k in names})
+            state = {k: f.get_tensor(k).to(device=device, dtype=dtype) for k in names}
+    except SafetensorError as err:
+        raise OSError(f"{path} is not a readable safetensors file ({err}); it may be truncated "
+                      "or corrupted: delete it and download it again") from err
+    model.load_state_dict(state, strict=True, assign=True)
+    model.init_buffers()
+    return model.to(device=device, dtype=dtype)
+
+
+def from_pretrained(source: str | None = None, device=None, dtype=None, token=None) -> CSM:
+    """Load CSM-1B from a hub repo id or a local folder laid out like sesame/csm-1b."""
+    source = source or os.environ.get(WEIGHTS_ENV, "").strip() or CSM_REPO
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a repo id or folder path, got {type(source).__name__}")
+    source = os.fspath(source)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    weights = _locate(source, WEIGHTS_FILE, token)
+    try:
+        with open(_locate(source, "config.json", token)) as f:
+            config = config_from_json(json.load(f))
+    except (FileNotFoundError, OSError):
+        config = CSMConfig.csm_1b()       # the weights alone are enough; sizes are checked
+    with torch.device("meta"):
+        model = CSM(config)
+    return load_safetensors_into(model, weights, device, dtype).eval()
+
+
+def tiny_model(config: CSMConfig | None = None, device=None, dtype=None, seed: int = 0) -> CSM:
+    """Small random CSM of the official structure, seeded (same weights every time)."""
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    generator = torch.Generator().manual_seed(seed)
+    model = CSM(config or CSMConfig.tiny())
+    model.reset_parameters(generator=generator)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_model(mode: str | None = None, device=None, dtype=None, source: str | None = None):
+    """(model, mode actually used): `real`, `tiny`, or `auto` = real else tiny, loudly."""
+    mode = resolve_mode(mode)
+    if mode == "tiny":
+        return tiny_model(device=device, dtype=dtype), "tiny"
+    try:
+        return from_pretrained(source, device=device, dtype=dtype), "real"
+    except OSError as err:
+        if mode == "real":
+            raise
+        banner("the CSM model", str(err))
+        return tiny_model(device=device, dtype=dtype), "tiny"

@@ -1,0 +1,129 @@
+"""The mode switch (`real` | `tiny` | `auto`), default device and dtype, and the banner.
+
+Everything here reads the environment when it is called, never at import, so a notebook
+cell that sets `os.environ["CSM_NB_MODE"] = "tiny"` takes effect on the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+MODES = ("real", "tiny", "auto")
+MODE_ENV = "CSM_NB_MODE"          # default mode when a call passes mode=None
+WEIGHTS_ENV = "CSM_NB_WEIGHTS"    # a local folder laid out like the sesame/csm-1b repo
+MIMI_ENV = "CSM_NB_MIMI"          # a local folder or .safetensors file holding Mimi's weights
+
+
+def resolve_mode(mode: str | None = None) -> str:
+    """Return "real", "tiny" or "auto": the argument, else $CSM_NB_MODE, else "auto"."""
+    if mode is None:
+        mode = os.environ.get(MODE_ENV, "").strip().lower() or "auto"
+        source = f"${MODE_ENV}"
+    else:
+        source = "mode"
+    if not isinstance(mode, str) or mode.lower() not in MODES:
+        raise ValueError(f"{source}={mode!r} is not a mode; use one of {', '.join(MODES)} "
+                         "(real = official weights, tiny = small random models, "
+                         "auto = real if reachable, else tiny)")
+    return mode.lower()
+
+
+def default_device() -> torch.device:
+    """CUDA if present, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device) -> torch.device:
+    if device is None:
+        return default_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device; use e.g. 'cpu' or 'cuda'"
+                         ) from err
+
+
+def default_dtype(device) -> torch.dtype:
+    """bf16 on GPUs with bf16 tensor cores, fp16 on older ones (Colab's T4), fp32 on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def resolve_dtype(dtype, device) -> torch.dtype:
+    if dtype is None:
+        return default_dtype(device)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype={dtype!r} is not supported; use torch.float32, "
+                         "torch.bfloat16 or torch.float16 (or None for the device's default)")
+    return dtype
+
+
+def banner(what: str, reason: str) -> str:
+    """The loud message `auto` prints when it falls back to tiny random weights."""
+    line = "=" * 78
+    text = (f"{line}\n csm_nb: TINY MODE for {what}: small RANDOM weights, the audio will be "
+            f"noise.\n Why: {reason}\n For real speech: run on a GPU with access to the "
+            f"official weights\n (see the README), or set ${MODE_ENV}=tiny to silence this.\n"
+            f"{line}")
+    print(text, file=sys.stderr)
+    return text
+
+
+CSM_REPO = "sesame/csm-1b"
+
+
+def _real_weights_reason() -> tuple[bool, str]:
+    """Can `real` mode probably load CSM-1B here? Cheap checks only: no download."""
+    folder = os.environ.get(WEIGHTS_ENV, "").strip()
+    if folder:
+        if os.path.isfile(os.path.join(folder, "model.safetensors")):
+            return True, f"${WEIGHTS_ENV}={folder} holds model.safetensors"
+        return False, f"${WEIGHTS_ENV}={folder} has no model.safetensors"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(CSM_REPO, "model.safetensors")
+    except Exception:  # a broken cache must not break a banner
+        cached = None
+    if isinstance(cached, str):
+        return True, f"{CSM_REPO} is in the Hugging Face cache"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+        return False, f"HF_HUB_OFFLINE is set and {CSM_REPO} is not in the local cache"
+    if not torch.cuda.is_available():
+        return False, ("no GPU: CSM-1B would take minutes per second of audio on a CPU "
+                       f"(set {MODE_ENV}=real to try anyway)")
+    return True, f"a GPU is present; {CSM_REPO} will be loaded from the hub (gated: needs a token)"
+
+
+def notebook_mode(mode: str | None = None) -> str:
+    """Decide the mode for a whole notebook and print one line saying which and why.
+
+    `auto` picks `real` only when the weights look reachable (a local folder, the hub cache,
+    or a GPU with hub access); otherwise `tiny`, saying the audio will be noise.
+    """
+    mode = resolve_mode(mode)
+    if mode == "auto":
+        ok, reason = _real_weights_reason()
+        mode = "real" if ok else "tiny"
+    else:
+        reason = f"asked for {mode} (argument or ${MODE_ENV})"
+    device = default_device()
+    if mode == "real":
+        print(f"csm_nb mode: REAL weights on {device} ({reason}).")
+    else:
+        print(f"csm_nb mode: TINY random models on {device} ({reason}). Everything runs, "
+              "but the audio the models make is noise; the lessons hold all the same.")
+    return mode

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+import csm_nb
+
+# Tests never reach the hub and never pick up a user's weights by accident.
+os.environ.setdefault("CSM_NB_MODE", "tiny")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return csm_nb.tiny_tokenizer()
+
+
+def mixed_prompt(tokenizer, num_codebooks=32, frames=5, seed=0):
+    """Context segment (text rows, audio rows, all-zero EOS row) + the text to speak."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 2048, (num_codebooks, frames), generator=g)
+    parts = [csm_nb.text_rows(tokenizer, "Hi there, how are you?", 1, num_codebooks),
+             csm_nb.audio_rows(codes),
+             csm_nb.text_rows(tokenizer, "Pretty good.", 0, num_codebooks)]
+    tokens = torch.cat([p[0] for p in parts])
+    mask = torch.cat([p[1] for p in parts])
+    return tokens, mask
+
+
+@pytest.fixture
+def prompt(tokenizer):
+    return mixed_prompt(tokenizer)

@@ -22,13 +22,24 @@ WEIGHTS_FILE = "model.safetensors"
 _CACHE_MASK_KEYS = ("backbone_causal_mask", "decoder_causal_mask")
 
 
+def hub_cache_dir() -> str | None:
+    """$HF_HUB_CACHE as it is now (huggingface_hub itself reads it once, at import)."""
+    return os.environ.get("HF_HUB_CACHE", "").strip() or None
+
+
+def hub_offline() -> bool:
+    """$HF_HUB_OFFLINE as it is now, for the same reason."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def hub_file(repo_id: str, filename: str, token=None, revision: str | None = None) -> str:
     """Path of a file from the hub (or its local cache), with errors that say how to fix."""
     import huggingface_hub as hf
     from huggingface_hub import errors as hf_errors
 
     try:
-        return hf.hf_hub_download(repo_id, filename, token=token, revision=revision)
+        return hf.hf_hub_download(repo_id, filename, token=token, revision=revision,
+                                  cache_dir=hub_cache_dir(), local_files_only=hub_offline())
     except hf_errors.GatedRepoError as err:
         raise OSError(
             f"{repo_id} is gated and this machine has no access: accept the terms at "
@@ -38,14 +49,14 @@ def hub_file(repo_id: str, filename: str, token=None, revision: str | None = Non
         raise OSError(f"{repo_id} was not found on the hub (or it is private and you are not "
                       "logged in): check the name, or log in with `huggingface-cli login`"
                       ) from err
-    except hf_errors.EntryNotFoundError as err:
-        raise OSError(f"{repo_id} has no file {filename}; check the repo and revision") from err
     except hf_errors.LocalEntryNotFoundError as err:
         raise OSError(
             f"{filename} of {repo_id} is not in the local cache and the hub cannot be reached "
             "(offline, HF_HUB_OFFLINE=1, or no network): download it once on a connected "
             f"machine (`huggingface-cli download {repo_id}`) or set ${WEIGHTS_ENV} to a "
             "folder holding it") from err
+    except hf_errors.EntryNotFoundError as err:
+        raise OSError(f"{repo_id} has no file {filename}; check the repo and revision") from err
 
 
 def _locate(source: str, filename: str, token) -> str:

@@ -95,7 +95,8 @@ def _real_weights_reason() -> tuple[bool, str]:
         return False, f"${WEIGHTS_ENV}={folder} has no model.safetensors"
     try:
         from huggingface_hub import try_to_load_from_cache
-        cached = try_to_load_from_cache(CSM_REPO, "model.safetensors")
+        cache_dir = os.environ.get("HF_HUB_CACHE", "").strip() or None
+        cached = try_to_load_from_cache(CSM_REPO, "model.safetensors", cache_dir=cache_dir)
     except Exception:  # a broken cache must not break a banner
         cached = None
     if isinstance(cached, str):

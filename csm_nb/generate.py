@@ -20,6 +20,9 @@ from .model import CSM
 from .sampling import check_sampling_args, draw_noise, sample_topk
 
 
+BACKENDS = ("auto", "eager", "compile", "graph")
+
+
 @dataclass
 class FrameInfo:
     """What `on_frame` receives after each frame (tensors stay on the model's device)."""
@@ -142,7 +145,7 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
                    temperature: float = 0.9, topk: int = 50,
                    generator: torch.Generator | None = None,
                    on_frame: Callable[[FrameInfo], None] | None = None,
-                   trace_logits: bool = False) -> torch.Tensor:
+                   trace_logits: bool = False, backend: str = "auto") -> torch.Tensor:
     """Generate Mimi codes for the prompt rows until the all-zero frame or `max_frames`.
 
     tokens, mask: [S, C] (or [B, S, C]; leading all-False mask rows are left padding).
@@ -152,6 +155,10 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
     device) makes sampling reproducible; `on_frame` is called with a FrameInfo after every
     frame, with every codebook's logits when `trace_logits=True` (tracing costs nothing
     when off).
+    backend: "eager" (the plain loop above), "compile" (the depth loop as one compiled
+    graph), "graph" (each frame replayed as a CUDA graph on CUDA; the same static-buffer
+    step run eagerly elsewhere), or "auto": "graph" on CUDA unless $CSM_NB_CUDA_GRAPHS=0,
+    else "eager". All give the same codes for the same noise.
     """
     if not isinstance(model, CSM):
         raise TypeError(f"model must be a csm_nb.CSM, got {type(model).__name__}")
@@ -164,6 +171,8 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
         raise ValueError(f"generator must be a torch.Generator on the model's device ({device}),"
                          f" got {generator!r}; e.g. torch.Generator({str(device)!r})"
                          ".manual_seed(0)")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     single = tokens.dim() == 2
     tokens = (tokens[None] if single else tokens).to(device=device, dtype=torch.int64)
     mask = (mask[None] if single else mask).to(device)
@@ -174,26 +183,48 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
         model.setup_caches(B)
 
     last_h = model.backbone_step(tokens, mask, torch.arange(S, device=device), pad)
-    slot = torch.tensor([S], device=device)                 # position of the next row
-    row_mask = torch.ones(B, 1, C, dtype=torch.bool, device=device)
-    row_mask[..., cfg.text_column] = False                  # audio row: codebook columns only
-    text_col = torch.zeros(B, 1, device=device, dtype=torch.int64)
+    from . import fast      # late import: fast builds on this module
+    if backend == "auto":
+        backend = "graph" if fast.cuda_graphs_enabled(device) else "eager"
+    if backend == "graph" and not trace_logits:
+        step = fast.frame_step_for(model, B, temperature, topk, device.type == "cuda")
+        step.start(last_h, S, pad)
+        if device.type == "cuda" and step.graph is None:
+            step.capture()
+
+        def next_frame(index, logits):
+            step.noise.exponential_(generator=generator)     # the same draws as draw_noise
+            return step().clone()
+    else:
+        # (tracing appends to a Python list, which a compiled graph cannot do: stay eager)
+        compiled = backend == "compile" and not trace_logits
+        frame_fn = fast.compiled_decode_frame() if compiled else decode_frame
+        slot = torch.tensor([S], device=device)              # position of the next row
+        row_mask = torch.ones(B, 1, C, dtype=torch.bool, device=device)
+        row_mask[..., cfg.text_column] = False               # audio row: codebook columns only
+        text_col = torch.zeros(B, 1, device=device, dtype=torch.int64)
+
+        def next_frame(index, logits):
+            nonlocal last_h
+            if index:                                        # feed the previous frame back
+                row = torch.cat([frames[-1], text_col], dim=-1).unsqueeze(1)   # [B, 1, C]
+                last_h = model.backbone_step(row, row_mask, slot, pad)
+                slot.add_(1)
+            noise = draw_noise((K, B, V), generator, device)
+            return frame_fn(model, last_h, temperature, topk, noise, logits)   # [B, K]
+
     done = torch.zeros(B, dtype=torch.bool, device=device)
     stop = StopCheck(device)
     frames = []
     for index in range(max_frames):
-        noise = draw_noise((K, B, V), generator, device)
         logits = [] if trace_logits else None
-        codes = decode_frame(model, last_h, temperature, topk, noise, logits)  # [B, K]
+        codes = next_frame(index, logits)
         frames.append(codes)
         if on_frame is not None:
             on_frame(FrameInfo(index, codes, None if logits is None else torch.stack(logits, 1)))
         done |= (codes == 0).all(dim=-1)
-        if stop(done.all()) or index + 1 == max_frames:
+        if stop(done.all()):
             break
-        row = torch.cat([codes, text_col], dim=-1).unsqueeze(1)               # [B, 1, C]
-        last_h = model.backbone_step(row, row_mask, slot, pad)
-        slot += 1
     return _trim(torch.stack(frames, dim=2), single)                          # [B, K, F]
 
 

@@ -1,0 +1,101 @@
+"""The fast paths give the same codes as the plain loop; the CUDA-graph step's buffer logic."""
+
+import pytest
+import torch
+
+import csm_nb
+from csm_nb import fast
+from csm_nb.generate import decode_frame
+from csm_nb.sampling import draw_noise
+from tests.conftest import mixed_prompt
+
+
+@pytest.fixture(scope="module")
+def model():
+    return csm_nb.tiny_model(device="cpu", seed=11)
+
+
+def small_config():
+    """Same structure, 4 codebooks and one decoder layer: compiles in seconds, not minutes."""
+    tiny = csm_nb.CSMConfig.tiny()
+    decoder = csm_nb.LlamaConfig(num_layers=1, num_heads=4, num_kv_heads=1, embed_dim=32,
+                                 intermediate_dim=64, max_seq_len=8)
+    backbone = csm_nb.LlamaConfig(num_layers=1, num_heads=4, num_kv_heads=1, embed_dim=64,
+                                  intermediate_dim=128, max_seq_len=64)
+    return csm_nb.CSMConfig(backbone=backbone, decoder=decoder, num_codebooks=4,
+                            text_vocab_size=tiny.text_vocab_size)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_graph_step_equals_eager_loop_when_sampling(model, tokenizer, seed):
+    tokens, mask = mixed_prompt(tokenizer)
+    runs = [csm_nb.generate_codes(model, tokens, mask, max_frames=5, topk=20, temperature=1.2,
+                                  generator=torch.Generator().manual_seed(seed), backend=b)
+            for b in ("eager", "graph")]
+    assert runs[0].shape == (32, 5) and torch.equal(runs[0], runs[1])
+
+
+def test_graph_step_batched_with_padding(model, tokenizer):
+    p1 = mixed_prompt(tokenizer, frames=3, seed=2)
+    p2 = csm_nb.text_rows(tokenizer, "Yes.", 1)
+    pad = p1[0].shape[0] - p2[0].shape[0]
+    tokens = torch.stack([p1[0], torch.cat([torch.zeros(pad, 33, dtype=torch.int64), p2[0]])])
+    mask = torch.stack([p1[1], torch.cat([torch.zeros(pad, 33, dtype=torch.bool), p2[1]])])
+    eager = csm_nb.generate_codes(model, tokens, mask, max_frames=4, topk=1, backend="eager")
+    graph = csm_nb.generate_codes(model, tokens, mask, max_frames=4, topk=1, backend="graph")
+    assert torch.equal(eager, graph)
+
+
+def test_frame_step_buffers_are_static_and_advance(model):
+    """What a CUDA graph relies on: every step reads and writes the same tensors, and the
+    state a replay needs (position, backbone state) lives in them."""
+    model.setup_caches(1)
+    step = fast.FrameStep(model, 1, 1.0, 1)
+    addresses = [t.data_ptr() for t in (step.last_h, step.noise, step.codes, step.row,
+                                        step.slot, step.pad)]
+    step.start(torch.randn(1, 128), slot=10, pad=None)
+    first = step().clone()
+    assert int(step.slot) == 11 and torch.equal(step.row[0, 0, :32], first[0])
+    assert not step.row[0, 0, 32] and not step.row_mask[0, 0, 32] and step.row_mask[0, 0, :32].all()
+    h_after = step.last_h.clone()
+    step()
+    assert int(step.slot) == 12 and not torch.equal(step.last_h, h_after)
+    assert addresses == [t.data_ptr() for t in (step.last_h, step.noise, step.codes, step.row,
+                                                step.slot, step.pad)]
+
+
+def test_frame_steps_are_reused_and_dropped_with_the_cache(model):
+    model.setup_caches(1)
+    a = fast.frame_step_for(model, 1, 0.9, 50, use_graph=False)
+    assert fast.frame_step_for(model, 1, 0.9, 50, use_graph=False) is a
+    assert fast.frame_step_for(model, 1, 0.8, 50, use_graph=False) is not a
+    model.setup_caches(1)                        # new cache tensors: old steps are stale
+    b = fast.frame_step_for(model, 1, 0.9, 50, use_graph=False)
+    assert b is not a and len(model._frame_steps) == 1
+
+
+def test_cuda_graph_switch_is_read_at_call_time(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.delenv(fast.GRAPHS_ENV, raising=False)
+    assert fast.cuda_graphs_enabled(cuda) and not fast.cuda_graphs_enabled(torch.device("cpu"))
+    monkeypatch.setenv(fast.GRAPHS_ENV, "0")
+    assert not fast.cuda_graphs_enabled(cuda)
+
+
+def test_bad_backend(model, tokenizer):
+    with pytest.raises(ValueError, match="backend='fastest' is not one of auto, eager"):
+        csm_nb.generate_codes(model, *csm_nb.text_rows(tokenizer, "a", 0), backend="fastest")
+
+
+def test_whole_depth_loop_compiles_as_one_graph_and_matches_eager():
+    """fullgraph=True: the depth loop, sampling included, has no graph break and no host
+    sync; same noise -> same codes."""
+    model = csm_nb.tiny_model(small_config(), device="cpu", seed=3)
+    model.setup_caches(2)
+    h = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+    noise = draw_noise((4, 2, 2051), torch.Generator().manual_seed(1))
+    compiled = torch.compile(decode_frame, fullgraph=True, dynamic=False)
+    with torch.inference_mode():
+        eager_codes = decode_frame(model, h, 0.9, 50, noise)
+        compiled_codes = compiled(model, h, 0.9, 50, noise)
+    assert torch.equal(eager_codes, compiled_codes)

@@ -16,8 +16,9 @@ from typing import Callable
 
 import torch
 
+from .llama import fp32
 from .model import CSM
-from .sampling import check_sampling_args, draw_noise, sample_topk
+from .sampling import check_sampling_args, draw_noise, gumbel, pick
 
 
 BACKENDS = ("auto", "eager", "compile", "graph")
@@ -37,26 +38,27 @@ def decode_frame(model: CSM, last_h: torch.Tensor, temperature: float, topk: int
     """Codebook 0 from the backbone state, then the depth decoder: [B, D] -> codes [B, K].
 
     noise: [K, B, V] Exp(1) draws (one slice per codebook). The decoder cache restarts at
-    slot 0 each frame: slot 0 = the backbone state, slot i = the embedding of code i-1.
+    position 0 each frame: position 0 = the backbone state, position i = the embedding of
+    code i-1. Positions are Python ints, so this loop unrolls into one static graph.
     """
     K = model.config.num_codebooks
-    slots = model.decoder_slots
+    g = gumbel(noise)                                                        # [K, B, V]
     logits = model.codebook0_logits(last_h)                                  # [B, V]
-    code = sample_topk(logits, temperature, topk, noise[0])                  # [B]
+    code = pick(logits, temperature, topk, g[0])                             # [B]
     codes = [code]
     if logits_out is not None:
-        logits_out.append(logits.float())
+        logits_out.append(fp32(logits))
     inputs = torch.stack([last_h, model.embed_audio(0, code)], dim=1)        # [B, 2, D]
-    step_slots = slots[:2]
+    start = 0
     for i in range(1, K):
-        logits = model.decoder_step(inputs, step_slots, i)                    # [B, V]
-        code = sample_topk(logits, temperature, topk, noise[i])
+        logits = model.decoder_step(inputs, start, i)                          # [B, V]
+        code = pick(logits, temperature, topk, g[i])
         codes.append(code)
         if logits_out is not None:
-            logits_out.append(logits.float())
+            logits_out.append(fp32(logits))
         if i + 1 < K:       # the last code's embedding would never be used
+            start += inputs.shape[1]
             inputs = model.embed_audio(i, code).unsqueeze(1)                  # [B, 1, D]
-            step_slots = slots[i + 1:i + 2]
     return torch.stack(codes, dim=1)                                          # [B, K]
 
 

@@ -28,9 +28,14 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.scale.float()).to(x.dtype)
+        out = F.rms_norm(fp32(x), self.scale.shape, self.scale, self.eps)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def fp32(x: torch.Tensor) -> torch.Tensor:
+    """x in fp32, without even a no-op dispatch when it already is (the frame loop runs
+    these thousands of times)."""
+    return x if x.dtype == torch.float32 else x.float()
 
 
 def llama3_inv_freq(cfg: LlamaConfig) -> torch.Tensor:
@@ -53,23 +58,23 @@ def llama3_inv_freq(cfg: LlamaConfig) -> torch.Tensor:
     return scaled.float()
 
 
-def rope_tables(cfg: LlamaConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of position * frequency: two [max_seq_len, hd/2] fp32 tables."""
+def rope_table(cfg: LlamaConfig, device=None) -> torch.Tensor:
+    """cos and sin of position * frequency: [max_seq_len, hd/2, 2] fp32 (cos, sin last)."""
     positions = torch.arange(cfg.max_seq_len, dtype=torch.float32, device=device)
     angles = torch.outer(positions, llama3_inv_freq(cfg).to(device))
-    return angles.cos(), angles.sin()
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2j], x[2j+1]), the layout the official weights expect.
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2j], x[2j+1]) by their angles, the layout the official
+    weights expect: as complex numbers, (x0 + i x1) * (cos + i sin) is exactly
+    (x0 cos - x1 sin, x1 cos + x0 sin), in one multiply.
 
-    x: [B, S, H, hd]; cos, sin: [B or 1, S, hd/2].
+    x: [B, S, H, hd]; rotation: complex [B or 1, S, 1, hd/2] (see `Transformer.rotation`).
     """
-    pairs = x.float().unflatten(-1, (-1, 2))              # [B, S, H, hd/2, 2]
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)          # [B, S, 1, hd/2]
-    rotated = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)                 # [B, S, H, hd]
+    pairs = torch.view_as_complex(fp32(x).unflatten(-1, (-1, 2)))      # [B, S, H, hd/2]
+    out = torch.view_as_real(pairs * rotation).flatten(-2)                # [B, S, H, hd]
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class KVCache(nn.Module):
@@ -87,8 +92,17 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device),
                              persistent=False)
 
-    def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """slots: [S] int64; k, v: [B, G, S, hd]. Returns the whole caches [B, G, L, hd]."""
+    def update(self, slots, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v [B, G, S, hd] at `slots` and return what attention should read.
+
+        slots: an int64 tensor [S] (positions known only on the device): returns the whole
+        caches [B, G, L, hd], to be masked. Or a Python `slice` (positions known when the code
+        is written, as in the depth loop): returns just slots 0..stop-1, so no mask is needed.
+        """
+        if isinstance(slots, slice):
+            self.k[:, :, slots] = k
+            self.v[:, :, slots] = v
+            return self.k[:, :, : slots.stop], self.v[:, :, : slots.stop]
         self.k.index_copy_(2, slots, k)
         self.v.index_copy_(2, slots, v)
         return self.k, self.v
@@ -108,18 +122,20 @@ class Attention(nn.Module):
         self.output_proj = nn.Linear(cfg.embed_dim, cfg.embed_dim, bias=False)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x, cos, sin, mask, slots, use_cache: bool = True):
-        """x: [B, S, D]; mask: [B or 1, 1, S, L] bool (True = may attend); slots: [S]."""
+    def forward(self, x, rotation, mask, slots, use_cache: bool = True):
+        """x: [B, S, D]; mask: [B or 1, 1, S, L] bool (True = may attend), or None for causal
+        attention over slots 0..S-1 (`slots` a slice starting at 0, or S == 1)."""
         B, S, _ = x.shape
         q = self.q_proj(x).view(B, S, self.num_heads, self.head_dim)
         k = self.k_proj(x).view(B, S, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x).view(B, S, self.num_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rotation), apply_rope(k, rotation)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))   # heads first: [B, H|G, S, hd]
         if use_cache and self.kv_cache is not None:
-            k, v = self.kv_cache.update(slots, k, v)         # [B, G, L, hd]
+            k, v = self.kv_cache.update(slots, k, v)         # [B, G, L or stop, hd]
         # repeat_interleave semantics: kv head g serves query heads g*n .. g*n+n-1
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             is_causal=mask is None and S > 1,
                                              enable_gqa=self.num_heads != self.num_kv_heads)
         return self.output_proj(out.transpose(1, 2).reshape(B, S, -1))
 
@@ -145,8 +161,8 @@ class Layer(nn.Module):
         self.mlp_norm = RMSNorm(cfg.embed_dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask, slots, use_cache):
-        h = x + self.attn(self.sa_norm(x), cos, sin, mask, slots, use_cache)
+    def forward(self, x, rotation, mask, slots, use_cache):
+        h = x + self.attn(self.sa_norm(x), rotation, mask, slots, use_cache)
         return h + self.mlp(self.mlp_norm(h))
 
 
@@ -158,15 +174,12 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.embed_dim, cfg.norm_eps)
-        cos, sin = rope_tables(cfg)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # Cast with the model, like the official table, so bf16 runs round cos/sin the same.
+        self.register_buffer("rope", rope_table(cfg), persistent=False)
 
     def reset_rope(self):
-        """Recompute the RoPE tables (after building on the meta device and loading)."""
-        cos, sin = rope_tables(self.cfg, device=self.norm.scale.device)
-        self.rope_cos = cos.to(self.norm.scale.dtype)
-        self.rope_sin = sin.to(self.norm.scale.dtype)
+        """Recompute the RoPE table (after building on the meta device and loading)."""
+        self.rope = rope_table(self.cfg, device=self.norm.scale.device).to(self.norm.scale.dtype)
 
     def setup_cache(self, batch_size: int, num_slots: int, dtype=None, device=None):
         dtype = dtype or self.norm.scale.dtype
@@ -184,14 +197,27 @@ class Transformer(nn.Module):
         cache = self.layers[0].attn.kv_cache
         return None if cache is None else tuple(cache.k.shape)
 
-    def forward(self, h: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor,
+    def rotation(self, positions) -> torch.Tensor:
+        """Complex rotations for RoPE: positions (a slice, [S] or [B, S]) -> [B|1, S, 1, hd/2]."""
+        table = fp32(self.rope[positions])                     # [..., S, hd/2, 2]
+        if table.dim() == 3:
+            table = table.unsqueeze(0)
+        return torch.view_as_complex(table.unsqueeze(2).contiguous())
+
+    def forward(self, h: torch.Tensor, slots, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-        """h: [B, S, D]; slots: [S] cache slots written (and RoPE positions unless
-        `positions` [B, S] is given, as with left-padded batches); mask: [B or 1, S, L],
-        L = cache slots, or S when `use_cache` is False (the whole sequence at once)."""
-        pos = slots.unsqueeze(0) if positions is None else positions   # [B or 1, S]
-        cos, sin = self.rope_cos[pos], self.rope_sin[pos]                # [B or 1, S, hd/2]
-        mask = mask.unsqueeze(1)                                         # [B|1, 1, S, L]
+        """h: [B, S, D]. slots: where the rows go in the cache, which are also their RoPE
+        positions unless `positions` [B, S] is given (left-padded batches):
+        - a Python slice(start, stop): attention is causal over slots 0..stop-1, no mask
+          (the depth decoder, and whole sequences without a cache); start must be 0 if S > 1;
+        - an int64 tensor [S] with `mask` [B or 1, S, L] saying which slots each row sees
+          (the backbone, whose positions live on the device).
+        """
+        if isinstance(slots, slice) and h.shape[1] > 1 and slots.start and use_cache:
+            raise ValueError("several new rows after slot 0 need a tensor of slots and a mask")
+        rotation = self.rotation(slots if positions is None else positions)
+        if mask is not None:
+            mask = mask.unsqueeze(1)                                     # [B|1, 1, S, L]
         for layer in self.layers:
-            h = layer(h, cos, sin, mask, slots, use_cache)
+            h = layer(h, rotation, mask, slots, use_cache)
         return self.norm(h)

@@ -51,7 +51,6 @@ class CSM(nn.Module):
         # Codebook i (1..K-1) logits = h @ audio_head[i-1]; stored [in, out], not Linear's.
         self.audio_head = nn.Parameter(torch.empty(K - 1, d, V))
         self.register_buffer("codebook_offsets", torch.arange(K) * V, persistent=False)
-        self.register_buffer("decoder_slots", torch.arange(K), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self, std: float = 0.02, generator: torch.Generator | None = None):
@@ -110,7 +109,6 @@ class CSM(nn.Module):
         self.decoder.reset_rope()
         device, K = self.codebook0_head.weight.device, self.config.num_codebooks
         self.codebook_offsets = torch.arange(K, device=device) * self.config.audio_vocab_size
-        self.decoder_slots = torch.arange(K, device=device)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As nn.Module's, but a strict load first checks names and shapes and says what is
@@ -134,14 +132,14 @@ class CSM(nn.Module):
     def codebook0_logits(self, last_h: torch.Tensor) -> torch.Tensor:
         return self.codebook0_head(last_h)                                        # [B, V]
 
-    def decoder_step(self, inputs: torch.Tensor, slots: torch.Tensor, codebook: int):
-        """Depth decoder on new positions of the current frame; logits of codebook `codebook`.
+    def decoder_step(self, inputs: torch.Tensor, start: int, codebook: int) -> torch.Tensor:
+        """Depth decoder on new positions start.. of the current frame; logits of `codebook`.
 
-        inputs: [B, S, D] backbone-width embeddings (projected here); slots: [S].
+        inputs: [B, S, D] backbone-width embeddings (projected here). Positions are Python
+        ints (the loop over codebooks is unrolled), so the cache is sliced, not masked.
         """
         h = self.projection(inputs)                                               # [B, S, d]
-        mask = causal_mask(slots, self.config.num_codebooks)
-        out = self.decoder(h, slots, mask)[:, -1]                                 # [B, d]
+        out = self.decoder(h, slice(start, start + inputs.shape[1]))[:, -1]       # [B, d]
         return out @ self.audio_head[codebook - 1]                                # [B, V]
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -150,17 +148,14 @@ class CSM(nn.Module):
         For teaching, checking the cache and training: every row attends to all earlier rows,
         recomputed from scratch; the KV caches (if any) are neither read nor written.
         """
-        S = tokens.shape[1]
-        slots = torch.arange(S, device=tokens.device)
         h = self.embed_rows(tokens, mask)
-        return self.backbone(h, slots, causal_mask(slots, S), use_cache=False)
+        return self.backbone(h, slice(0, tokens.shape[1]), use_cache=False)
 
     def decoder_forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Uncached depth decoder over a frame's inputs [B, S, D] -> logits [B, S - 1, V] of
         codebooks 1..S-1 (input 0 is the backbone state, input i the embedding of code i-1)."""
         S = inputs.shape[1]
-        slots = torch.arange(S, device=inputs.device)
-        h = self.decoder(self.projection(inputs), slots, causal_mask(slots, S), use_cache=False)
+        h = self.decoder(self.projection(inputs), slice(0, S), use_cache=False)
         return torch.einsum("bsd,sdv->bsv", h[:, 1:], self.audio_head[: S - 1])
 
     @property

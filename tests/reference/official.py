@@ -42,13 +42,13 @@ class OfficialCSM(nn.Module):
         self.audio_head = nn.Parameter(torch.zeros(K - 1, d, V))
 
     def setup_caches(self, batch_size: int):
-        dtype = next(self.parameters()).dtype
-        K = self.cfg.num_codebooks
-        self.backbone.setup_caches(batch_size, dtype)
-        self.decoder.setup_caches(batch_size, dtype, decoder_max_seq_len=K)
-        L = self.cfg.max_seq_len
-        self.backbone_causal_mask = torch.tril(torch.ones(L, L, dtype=torch.bool))
-        self.decoder_causal_mask = torch.tril(torch.ones(K, K, dtype=torch.bool))
+        param = next(self.parameters())
+        K, L = self.cfg.num_codebooks, self.cfg.max_seq_len
+        with torch.device(param.device):          # as the official code does
+            self.backbone.setup_caches(batch_size, param.dtype)
+            self.decoder.setup_caches(batch_size, param.dtype, decoder_max_seq_len=K)
+            self.backbone_causal_mask = torch.tril(torch.ones(L, L, dtype=torch.bool))
+            self.decoder_causal_mask = torch.tril(torch.ones(K, K, dtype=torch.bool))
 
     def embed_tokens(self, tokens):
         K, V = self.cfg.num_codebooks, self.cfg.audio_vocab_size
@@ -71,7 +71,8 @@ class OfficialCSM(nn.Module):
             logits_out.append(c0_logits)
         curr_h = torch.cat([last_h.unsqueeze(1), self._embed_audio(0, sample)], dim=1)
         codes = sample.clone()
-        curr_pos = torch.arange(0, curr_h.size(1)).unsqueeze(0).repeat(curr_h.size(0), 1)
+        curr_pos = torch.arange(0, curr_h.size(1), device=curr_h.device).unsqueeze(0).repeat(
+            curr_h.size(0), 1)
         self.decoder.reset_caches()
         for i in range(1, self.cfg.num_codebooks):
             dmask = self.decoder_causal_mask[curr_pos]
@@ -95,16 +96,16 @@ class OfficialCSM(nn.Module):
             self.setup_caches(1)
         self.backbone.reset_caches()
         tokens, mask = tokens.unsqueeze(0), mask.unsqueeze(0)
-        pos = torch.arange(tokens.size(1)).unsqueeze(0)
+        pos = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)
+        zero = torch.zeros(1, 1, dtype=torch.long, device=tokens.device)
         frames = []
         for _ in range(max_frames):
             frame = self.generate_frame(tokens, mask, pos, topk, temperature, logits_out)
             if torch.all(frame == 0):
                 break
             frames.append(frame)
-            tokens = torch.cat([frame, torch.zeros(1, 1, dtype=torch.long)], dim=1).unsqueeze(1)
-            mask = torch.cat([torch.ones_like(frame), torch.zeros(1, 1, dtype=torch.long)],
-                             dim=1).bool().unsqueeze(1)
+            tokens = torch.cat([frame, zero], dim=1).unsqueeze(1)
+            mask = torch.cat([torch.ones_like(frame), zero], dim=1).bool().unsqueeze(1)
             pos = pos[:, -1:] + 1
         return torch.stack(frames).permute(1, 2, 0)[0]
 

@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # Put the venv first so notebook kernels and tools resolve to it.
 export PATH := $(BIN):$(PATH)
 # Tests and CI never reach the hub and always use tiny models.
-TEST_ENV := CSM_NB_MODE=tiny HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+# One thread per process: pytest runs two workers on two cores, and tiny models' small
+# matrices gain nothing from more threads (and lose a lot when the cores are shared).
+TEST_ENV := CSM_NB_MODE=tiny HF_HUB_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 
 .PHONY: venv run lab test test-fast bench clean
 

@@ -4,9 +4,10 @@
     python benchmarks/bench_frame.py --size csm_1b --frames 4     # full size: ~8 GB RAM per copy
     python benchmarks/bench_frame.py --size csm_1b --device cuda --dtype bf16
 
-Every row runs on the same random weights and the same prompt, greedy (so all rows make the
-same codes, which is checked), and is measured per frame after the prefill: time, real-time
+Every row runs on the same random weights and the same prompt, and is measured per frame
+after the prefill, sampling with CSM's defaults (temperature 0.9, top-k 50): time, real-time
 factor (time / 80 ms of audio), ATen ops dispatched, ops that launch kernels, and host syncs.
+A separate greedy run checks that every row makes the same codes.
 Then: how the time per frame grows with the context, how throughput grows with the batch,
 and the bandwidth floor (bytes of weights a frame must read / the machine's bandwidth).
 """
@@ -42,20 +43,27 @@ def random_prompt(cfg, rows: int, seed: int = 0):
     return torch.cat([text_t, audio_t, tail_t]), torch.cat([text_m, audio_m, tail_m])
 
 
+TEMPERATURE, TOPK = 0.9, 50        # CSM's defaults
+
+
 class Row:
     def __init__(self, name, run):
-        self.name, self.run = name, run     # run(tokens, mask, frames) -> codes [K, F]
+        self.name, self.run = name, run     # run(tokens, mask, frames, greedy) -> codes [K, F]
 
 
 def measure(run, tokens, mask, frames, frame_ms, repeats=2):
     """Per-frame figures from the difference between an F-frame and a 1-frame run."""
-    run(tokens, mask, 2)                                         # warm-up
+    def sampled(t, m, f):
+        return run(t, m, f, False)
+
+    sampled(tokens, mask, 2)                                     # warm-up
     with OpCounter() as one:
-        run(tokens, mask, 1)
+        sampled(tokens, mask, 1)
     with OpCounter() as many:
-        codes = run(tokens, mask, frames)
-    t1 = min(_time(run, tokens, mask, 1) for _ in range(repeats))
-    tn = min(_time(run, tokens, mask, frames) for _ in range(repeats))
+        sampled(tokens, mask, frames)
+    codes = run(tokens, mask, frames, True)
+    t1 = min(_time(sampled, tokens, mask, 1) for _ in range(repeats))
+    tn = min(_time(sampled, tokens, mask, frames) for _ in range(repeats))
     per = frames - 1
     ms = (tn - t1) / per * 1000
     return {"ms": ms, "rtf": ms / frame_ms, "first_ms": t1 * 1000,
@@ -73,15 +81,19 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def ours(model, backend):
+    def run(t, m, f, greedy):
+        return csm_nb.generate_codes(model, t, m, max_frames=f, backend=backend,
+                                     topk=1 if greedy else TOPK, temperature=TEMPERATURE)
+    return run
+
+
 def build_rows(model, args, device):
-    rows = [Row("csm_nb eager", lambda t, m, f: csm_nb.generate_codes(
-                model, t, m, max_frames=f, topk=1, backend="eager")),
+    rows = [Row("csm_nb eager", ours(model, "eager")),
             Row("csm_nb static step" + (" + CUDA graph" if device.type == "cuda" else ""),
-                lambda t, m, f: csm_nb.generate_codes(model, t, m, max_frames=f, topk=1,
-                                                      backend="graph"))]
+                ours(model, "graph"))]
     if not args.skip_compile:
-        rows.append(Row("csm_nb compiled", lambda t, m, f: csm_nb.generate_codes(
-            model, t, m, max_frames=f, topk=1, backend="compile")))
+        rows.append(Row("csm_nb compiled", ours(model, "compile")))
     if not args.skip_reference:
         from tests.reference.official import OfficialCSM
         with torch.device("meta"):
@@ -92,17 +104,23 @@ def build_rows(model, args, device):
                 layer.attn.pos_embeddings.rope_init()
         ref = ref.to(device).eval()
         rows.append(Row("reference (torchtune, official loop)",
-                        lambda t, m, f: ref.generate(t.to(device), m.to(device), f, topk=1)))
+                        lambda t, m, f, greedy: ref.generate(
+                            t.to(device), m.to(device), f, topk=1 if greedy else TOPK,
+                            temperature=TEMPERATURE)))
     if not args.skip_transformers:
         from tests.reference.hf_csm import hf_inputs_from_rows, hf_model_from, stub_codec
         hf = hf_model_from(model).to(device)
 
-        def run_hf(t, m, f):
+        def run_hf(t, m, f, greedy):
             inputs, segments = hf_inputs_from_rows(t, m, hf)
             inputs = {k: v.to(device) for k, v in inputs.items()}
+            sampling = {} if greedy else {"temperature": TEMPERATURE, "top_k": TOPK,
+                                          "depth_decoder_temperature": TEMPERATURE,
+                                          "depth_decoder_top_k": TOPK}
             with stub_codec(hf, segments), torch.inference_mode():
-                out = hf.generate(**inputs, do_sample=False, depth_decoder_do_sample=False,
-                                  max_new_tokens=f, min_new_tokens=f)
+                out = hf.generate(**inputs, do_sample=not greedy,
+                                  depth_decoder_do_sample=not greedy, max_new_tokens=f,
+                                  min_new_tokens=f, **sampling)
             return out[0].T
         rows.append(Row("transformers generate", run_hf))
     return rows
@@ -157,7 +175,8 @@ def main(argv=None):
 
 def print_table(results, frames):
     base = next((r for r in results if r["name"].startswith("reference")), results[0])
-    print(f"\n## One frame, batch 1, 100-row prompt, greedy, {frames} frames per run\n")
+    print(f"\n## One frame, batch 1, 100-row prompt, temperature {TEMPERATURE}, top-k {TOPK}, "
+          f"{frames} frames per run\n")
     print("| path | ms/frame | RTF | vs reference | ATen ops/frame | kernel ops/frame | "
           "host syncs/frame | prefill+1st frame ms | peak RSS GB | same codes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|")
@@ -182,8 +201,7 @@ def floor(model, device, cfg):
 
 
 def sweeps(model, cfg, args, frames):
-    def eager(t, m, f):
-        return csm_nb.generate_codes(model, t, m, max_frames=f, topk=1, backend="eager")
+    eager = ours(model, "eager")
 
     print("\n## Context length (csm_nb eager, batch 1)\n\n| prompt rows | ms/frame | RTF |")
     print("|---:|---:|---:|")

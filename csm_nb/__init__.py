@@ -4,8 +4,10 @@ Importing this package reads no environment variable, loads no weights and touch
 network; everything that does is a function call.
 """
 
+from .codec import Codec, load_codec
 from .config import CSMConfig, LlamaConfig
 from .generate import FrameInfo, generate_codes
+from .generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
 from .hub import from_pretrained, load_model, tiny_model
 from .model import CSM
 from .modes import notebook_mode
@@ -15,7 +17,8 @@ from .text import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
 CSM.from_pretrained = staticmethod(from_pretrained)
 
 __all__ = [
-    "CSM", "CSMConfig", "FrameInfo", "LlamaConfig", "audio_rows", "from_pretrained",
-    "generate_codes", "load_model", "load_tokenizer", "notebook_mode", "sample_topk",
-    "text_rows", "tiny_model", "tiny_tokenizer",
+    "CSM", "CSMConfig", "Codec", "ContextBudget", "FrameInfo", "Generator", "LlamaConfig",
+    "RunawayGuard", "Segment", "audio_rows", "from_pretrained", "generate_codes",
+    "load_codec", "load_generator", "load_model", "load_tokenizer", "notebook_mode",
+    "sample_topk", "text_rows", "tiny_model", "tiny_tokenizer",
 ]

@@ -156,7 +156,7 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
     `temperature=0` or `topk=1` is greedy. `generator` (a torch.Generator on the model's
     device) makes sampling reproducible; `on_frame` is called with a FrameInfo after every
     frame, with every codebook's logits when `trace_logits=True` (tracing costs nothing
-    when off).
+    when off); if it returns True, generation stops after that frame (which is kept).
     backend: "eager" (the plain loop above), "compile" (the depth loop as one compiled
     graph), "graph" (each frame replayed as a CUDA graph on CUDA; the same static-buffer
     step run eagerly elsewhere), or "auto": "graph" on CUDA unless $CSM_NB_CUDA_GRAPHS=0,
@@ -222,8 +222,9 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
         logits = [] if trace_logits else None
         codes = next_frame(index, logits)
         frames.append(codes)
-        if on_frame is not None:
-            on_frame(FrameInfo(index, codes, None if logits is None else torch.stack(logits, 1)))
+        if on_frame is not None and on_frame(
+                FrameInfo(index, codes, None if logits is None else torch.stack(logits, 1))):
+            break                                  # the callback asked to stop here
         done |= (codes == 0).all(dim=-1)
         if stop(done.all()):
             break

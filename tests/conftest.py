@@ -8,7 +8,6 @@ import csm_nb
 # Tests never reach the hub and never pick up a user's weights by accident.
 os.environ.setdefault("CSM_NB_MODE", "tiny")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ Importing this package reads no environment variable, loads no weights and touch
 network; everything that does is a function call.
 """
 
-from .codec import Codec, load_codec
+from .codec import Codec, CodecStream, MimiUnavailable, load_audio, load_codec
 from .config import CSMConfig, LlamaConfig
 from .generate import FrameInfo, generate_codes
 from .generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
@@ -17,8 +17,8 @@ from .text import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
 CSM.from_pretrained = staticmethod(from_pretrained)
 
 __all__ = [
-    "CSM", "CSMConfig", "Codec", "ContextBudget", "FrameInfo", "Generator", "LlamaConfig",
-    "RunawayGuard", "Segment", "audio_rows", "from_pretrained", "generate_codes",
+    "CSM", "CSMConfig", "Codec", "CodecStream", "ContextBudget", "FrameInfo", "Generator", "LlamaConfig",
+    "MimiUnavailable", "RunawayGuard", "Segment", "audio_rows", "load_audio", "from_pretrained", "generate_codes",
     "load_codec", "load_generator", "load_model", "load_tokenizer", "notebook_mode",
     "sample_topk", "text_rows", "tiny_model", "tiny_tokenizer",
 ]

@@ -67,13 +67,21 @@ def rope_table(cfg: LlamaConfig, device=None) -> torch.Tensor:
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs (x[2j], x[2j+1]) by their angles, the layout the official
-    weights expect: as complex numbers, (x0 + i x1) * (cos + i sin) is exactly
-    (x0 cos - x1 sin, x1 cos + x0 sin), in one multiply.
+    weights expect: (x0 cos - x1 sin, x1 cos + x0 sin).
 
-    x: [B, S, H, hd]; rotation: complex [B or 1, S, 1, hd/2] (see `Transformer.rotation`).
+    x: [B, S, H, hd]; rotation: [B or 1, S, 1, hd/2] complex (cos + i sin), or the same as
+    real (cos, sin) pairs [..., hd/2, 2]. Eager code passes complex numbers, because
+    (x0 + i x1) * (cos + i sin) is the whole rotation in one multiply; compiled code passes
+    real pairs, because Inductor cannot generate code for complex numbers.
     """
-    pairs = torch.view_as_complex(fp32(x).unflatten(-1, (-1, 2)))      # [B, S, H, hd/2]
-    out = torch.view_as_real(pairs * rotation).flatten(-2)                # [B, S, H, hd]
+    pairs = fp32(x).unflatten(-1, (-1, 2))                                 # [B, S, H, hd/2, 2]
+    if rotation.is_complex():
+        out = torch.view_as_real(torch.view_as_complex(pairs) * rotation)
+    else:
+        x0, x1 = pairs.unbind(-1)
+        cos, sin = rotation.unbind(-1)
+        out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
+    out = out.flatten(-2)                                                  # [B, S, H, hd]
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
@@ -198,11 +206,13 @@ class Transformer(nn.Module):
         return None if cache is None else tuple(cache.k.shape)
 
     def rotation(self, positions) -> torch.Tensor:
-        """Complex rotations for RoPE: positions (a slice, [S] or [B, S]) -> [B|1, S, 1, hd/2]."""
+        """RoPE rotations for positions (a slice, [S] or [B, S]): [B|1, S, 1, hd/2], complex
+        in eager mode, (cos, sin) pairs when compiling (see `apply_rope`)."""
         table = fp32(self.rope[positions])                     # [..., S, hd/2, 2]
         if table.dim() == 3:
             table = table.unsqueeze(0)
-        return torch.view_as_complex(table.unsqueeze(2).contiguous())
+        table = table.unsqueeze(2)                             # [B|1, S, 1, hd/2, 2]
+        return table if torch.compiler.is_compiling() else torch.view_as_complex(table)
 
     def forward(self, h: torch.Tensor, slots, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:

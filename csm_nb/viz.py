@@ -394,3 +394,251 @@ def plot_frame_levels(levels_db, silence_db: float | None = None, stop: int | No
     ax.set_ylabel("RMS (dB re full scale)")
     ax.legend(fontsize=8, loc="lower left")
     return fig
+
+
+# ------------------------------------------------------------------- 02 backbone
+
+_ROW_COLOURS = {"text": "tab:orange", "audio": "tab:blue", "end": "tab:red", "pad": "0.85"}
+
+
+def row_kinds(tokens, mask) -> list[str]:
+    """Name each [S, C] row: "text" (only the last column active), "audio" (codebook
+    columns active), "end" (audio row of all zeros: the end-of-audio row or the stop frame),
+    "pad" (nothing active)."""
+    t, m = _np(tokens), _np(mask).astype(bool)
+    kinds = []
+    for ids, active in zip(t, m):
+        if active[-1]:
+            kinds.append("text")
+        elif active[:-1].any():
+            kinds.append("end" if not ids[:-1].any() else "audio")
+        else:
+            kinds.append("pad")
+    return kinds
+
+
+def _token_piece(tokenizer, token_id: int) -> str:
+    piece = tokenizer.decode([token_id], skip_special_tokens=False) if tokenizer else ""
+    return repr(piece)[1:-1]                     # escapes spaces-only / newline pieces visibly
+
+
+def format_rows(tokens, mask, tokenizer=None, codebooks_shown: int = 4) -> str:
+    """The rows as a text table: kind, active columns, the first codebook ids, the text id.
+
+    A masked-out id prints as '.', so what the model adds up (sec. "embedding sum") is
+    exactly the numbers shown.
+    """
+    t, m = _np(tokens), _np(mask).astype(bool)
+    K = t.shape[1] - 1                                       # codebook columns
+    kinds = row_kinds(t, m)
+    shown = list(range(min(codebooks_shown, K)))
+    head = (f"{'row':>4}  {'kind':5}  {'active':10}  "
+            + " ".join(f"{'c' + str(k):>5}" for k in shown) + f"  ...  {'c' + str(K - 1):>5}"
+            + f"  {'text (col ' + str(K) + ')':>16}")
+    lines = [head, "-" * len(head)]
+    for i, (ids, active, kind) in enumerate(zip(t, m, kinds)):
+        cols = np.flatnonzero(active)
+        span = "none" if cols.size == 0 else (f"{cols[0]}..{cols[-1]}" if cols.size > 1
+                                              else str(cols[0]))
+        cell = [f"{ids[k]:>5}" if active[k] else f"{'.':>5}" for k in shown + [K - 1]]
+        text = f"{ids[K]} {_token_piece(tokenizer, int(ids[K]))}" if active[K] else "."
+        lines.append(f"{i:>4}  {kind:5}  {span:10}  " + " ".join(cell[:-1])
+                     + f"  ...  {cell[-1]}  {text:>16}")
+    return "\n".join(lines)
+
+
+def plot_rows(tokens, mask, tokenizer=None, title: str | None = None) -> Figure:
+    """Heatmap of frame rows [S, C]: codebook ids coloured where active, masked cells grey,
+    the text column marked with its token. One row = one backbone position."""
+    t, m = _np(tokens), _np(mask).astype(bool)
+    S, C = t.shape
+    K = C - 1
+    kinds = row_kinds(t, m)
+    codes = np.where(m[:, :K], t[:, :K], np.nan).astype(float)   # masked -> nan (grey)
+    fig, axes = _figure(1, 2, width=11, height=1.2 + 0.22 * S,
+                        gridspec_kw={"width_ratios": [K, 6]}, sharey=True)
+    ax, tax = axes[0]
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"].with_extremes(bad="0.88")
+    image = ax.imshow(codes, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0,
+                      vmax=max(CODEBOOK_SIZE - 1, np.nanmax(codes, initial=0)))
+    ax.set_xticks(range(0, K, 4))
+    ax.set_xlabel(f"codebook column (0..{K - 1}); grey = masked out")
+    ax.set_ylabel("row (= position)")
+    ax.set_yticks(range(S), [f"{i} {k}" for i, k in enumerate(kinds)], fontsize=7)
+    for i, kind in enumerate(kinds):
+        ax.get_yticklabels()[i].set_color(_ROW_COLOURS[kind])
+    fig.colorbar(image, ax=ax, label="code id", shrink=0.6, location="left")
+    tax.imshow(m[:, K:].astype(float), aspect="auto", cmap="Oranges", vmin=0, vmax=2)
+    for i in np.flatnonzero(m[:, K]):
+        piece = _token_piece(tokenizer, int(t[i, K])) if tokenizer else ""
+        tax.text(0, i, f"{t[i, K]} {piece}", ha="center", va="center", fontsize=7)
+    tax.set_xticks([0], [f"text column {K}"])
+    fig.suptitle(title or f"{S} rows x {C} columns: "
+                 + ", ".join(f"{kinds.count(k)} {k}" for k in _ROW_COLOURS if k in kinds),
+                 fontsize=10)
+    return fig
+
+
+def plot_embedding_lookup(row, audio_vocab_size: int) -> Figure:
+    """Which rows of the one shared audio table an audio row reads: code + k * V for
+    codebook k. The 32 codebooks own 32 consecutive bands of V rows each."""
+    ids = _np(row)[:-1].astype(np.int64)                     # the K codebook columns
+    K, V = ids.size, audio_vocab_size
+    fig, axes = _figure(width=10, height=2.2)
+    ax = axes[0, 0]
+    for k in range(K):
+        ax.axvspan(k * V, (k + 1) * V, color="0.93" if k % 2 else "0.85", lw=0)
+    lookups = ids + np.arange(K) * V
+    ax.vlines(lookups, 0, 1, color="tab:blue", lw=1.2)
+    for k in (0, 1, K - 1):
+        ax.annotate(f"c{k}: {ids[k]} + {k}x{V}\n= row {lookups[k]}", (lookups[k], 1),
+                    xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xlim(0, K * V)
+    ax.set_ylim(0, 1.6)
+    ax.set_yticks([])
+    ax.set_xlabel(f"row of audio_embeddings ({K} codebooks x {V} = {K * V} rows; "
+                  "bands = codebooks)")
+    return fig
+
+
+def entropy_bits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) in bits over the last axis (stays on the device)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1) / math.log(2)
+
+
+def _entropy_of_probs(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def _sorted_probs(probs: np.ndarray, show: int):
+    order = np.argsort(-probs, kind="stable")[:show]
+    return order, probs[order]
+
+
+def plot_distribution(logits, show: int = 30, title: str | None = None,
+                      num_codes: int = CODEBOOK_SIZE) -> Figure:
+    """One codebook's distribution: the `show` likeliest codes, and how many codes it takes
+    to cover most of the probability. Bins from `num_codes` up (2048..2050) are not Mimi
+    codes and are drawn in red."""
+    x = torch.as_tensor(_np(logits)).float().reshape(-1)
+    probs = torch.softmax(x, dim=0).numpy()
+    V = probs.size
+    order, top = _sorted_probs(probs, show)
+    fig, axes = _figure(1, 2, width=11, height=3.0, gridspec_kw={"width_ratios": [2, 1]})
+    ax, cax = axes[0]
+    ax.bar(range(len(top)), top,
+           color=["tab:red" if c >= num_codes else "tab:blue" for c in order])
+    ax.set_xticks(range(len(top)), [str(c) for c in order], rotation=90, fontsize=7)
+    ax.set_xlabel(f"code id (the {len(top)} likeliest of {V})")
+    ax.set_ylabel("probability")
+    ax.axhline(1 / V, color="0.5", ls=":", lw=1, label=f"uniform 1/{V}")
+    ax.legend(fontsize=8)
+    cumulative = np.cumsum(np.sort(probs)[::-1])
+    cax.plot(np.arange(1, V + 1), cumulative, color="tab:green")
+    for level in (0.5, 0.9):
+        n = int(np.searchsorted(cumulative, level) + 1)
+        cax.axhline(level, color="0.8", lw=0.8)
+        cax.annotate(f"{level:.0%} in {n} codes", (n, level), fontsize=8,
+                     xytext=(4, -10), textcoords="offset points")
+    cax.set_xscale("log")
+    cax.set_xlabel("number of likeliest codes")
+    cax.set_ylabel("probability covered")
+    H = float(entropy_bits(torch.as_tensor(x)))
+    fig.suptitle(title or f"entropy {H:.2f} bits (max log2({V}) = {math.log2(V):.2f}); "
+                 f"likeliest code {order[0]} with p = {top[0]:.3f}", fontsize=10)
+    return fig
+
+
+def plot_codebook_entropy(logits, title: str | None = None) -> Figure:
+    """Uncertainty per codebook: entropy (bits) of each codebook's distribution, [K, V] for
+    one frame or [F, K, V] for several (line = mean over frames, band = min..max)."""
+    x = torch.as_tensor(_np(logits)).float()
+    x = x[None] if x.dim() == 2 else x                       # [F, K, V]
+    H = entropy_bits(x).numpy()                              # [F, K]
+    F, K, V = x.shape
+    levels = np.arange(K)
+    fig, axes = _figure(width=9, height=3.0)
+    ax = axes[0, 0]
+    ax.fill_between(levels, H.min(0), H.max(0), color="tab:purple", alpha=0.2,
+                    label=f"min..max over {F} frame(s)")
+    ax.plot(levels, H.mean(0), "o-", color="tab:purple", ms=3, label="mean")
+    ax.axhline(math.log2(V), color="0.5", ls="--", lw=1, label=f"uniform: log2({V})")
+    ax.axvline(0.5, color="0.3", lw=0.8)
+    ax.text(0.6, ax.get_ylim()[0], "depth decoder ->", fontsize=8, va="bottom")
+    ax.set_xlabel("codebook (0 from the backbone, 1..31 from the depth decoder)")
+    ax.set_ylabel("entropy (bits)")
+    ax.set_title(title or "how unsure the model is about each codebook", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_sampling(logits, temperature: float, topk: int, show: int = 40) -> Figure:
+    """The distribution before (softmax of the raw logits) and after temperature and top-k
+    (what is actually sampled from), over the `show` likeliest codes."""
+    from .sampling import filtered_probs
+
+    x = torch.as_tensor(_np(logits)).float().reshape(1, -1)
+    before = torch.softmax(x, dim=-1)[0].numpy()
+    after = filtered_probs(x, temperature, topk)[0].numpy()
+    order, _ = _sorted_probs(before, show)
+    fig, axes = _figure(width=10, height=3.0)
+    ax = axes[0, 0]
+    ranks = np.arange(len(order))
+    ax.bar(ranks - 0.2, before[order], width=0.4, color="0.6", label="before: softmax(logits)")
+    ax.bar(ranks + 0.2, after[order], width=0.4, color="tab:orange",
+           label=f"after: temperature {temperature:g}, top-k {topk}")
+    ax.set_xticks(ranks, [str(c) for c in order], rotation=90, fontsize=7)
+    ax.set_xlabel(f"code id (the {len(order)} likeliest before filtering)")
+    ax.set_ylabel("probability")
+    kept = int((after > 0).sum())
+    h0, h1 = (_entropy_of_probs(p) for p in (before, after))
+    ax.set_title(f"{kept} code(s) can be drawn; entropy {h0:.2f} -> {h1:.2f} bits", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_step_cost(context_rows, cached, uncached, unit: str = "MFLOP",
+                   title: str | None = None) -> Figure:
+    """Cost of producing the next row's hidden state as the context grows: with the KV
+    cache (one new row) vs recomputing every row from scratch."""
+    fig, axes = _figure(width=8, height=3.0)
+    ax = axes[0, 0]
+    ax.plot(context_rows, uncached, "o-", color="tab:red", label="no cache: all rows again")
+    ax.plot(context_rows, cached, "o-", color="tab:green", label="KV cache: the new row only")
+    ax.set_xlabel("rows already in the context")
+    ax.set_ylabel(f"cost of one step ({unit})")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "cost per backbone step vs context length", fontsize=10)
+    return fig
+
+
+def plot_generation_trace(entropy, chosen_prob=None, stop_prob=None,
+                          frame_rate: float = FRAME_RATE) -> Figure:
+    """A traced generation: entropy [F, K] of every codebook at every frame (top), and for
+    codebook 0 the probability of the code drawn and of code 0 (the stop frame starts with
+    it) (bottom)."""
+    H = _np(entropy)                                          # [F, K]
+    F, K = H.shape
+    fig, axes = _figure(2, 1, width=9, height=5.0, sharex=True,
+                        gridspec_kw={"height_ratios": [2, 1]})
+    ax, pax = axes[:, 0]
+    image = ax.imshow(H.T, aspect="auto", interpolation="nearest", cmap="magma",
+                      extent=[0, F / frame_rate, K - 0.5, -0.5])
+    ax.set_ylabel("codebook")
+    ax.set_title("entropy of each codebook's distribution while generating", fontsize=10)
+    fig.colorbar(image, ax=ax, label="bits")
+    t = (np.arange(F) + 0.5) / frame_rate
+    if chosen_prob is not None:
+        pax.plot(t, _np(chosen_prob)[:, 0], ".-", color="tab:blue", label="p(code drawn)")
+    if stop_prob is not None:
+        pax.plot(t, _np(stop_prob), ".-", color="tab:red", label="p(code 0)")
+    pax.set_yscale("log")
+    pax.set_xlabel("time (s)")
+    pax.set_ylabel("codebook 0")
+    pax.legend(fontsize=8, loc="lower left")
+    return fig

@@ -186,3 +186,124 @@ def conversation_builder(gen, prompts=(), turns=(), max_audio_length_ms: float =
     if not turns:
         render()
     return box
+
+
+# ------------------------------------------------------------------- 02 backbone
+
+_TEMPERATURE_RANGE = (0.05, 2.0, 0.05)          # slider min, max, step
+_TOPK_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def sampling_explorer(logits, temperature: float = 0.9, topk: int = 50, show: int = 40,
+                      draws: int = 12, seed: int = 0):
+    """Sliders for temperature and top-k over one real distribution (`logits` [V]).
+
+    Shows the distribution before and after filtering, how many codes can still be drawn,
+    and `draws` samples from csm_nb.sampling with a fixed seed (same sliders, same draws).
+    Headless path: the first state renders at once; `box.render(temperature, topk)` does
+    what moving the sliders does and returns the draws.
+    """
+    import ipywidgets as W
+    from IPython.display import display
+
+    from .sampling import check_sampling_args, filtered_probs, sample_topk
+
+    x = torch.as_tensor(viz._np(logits)).float().reshape(1, -1)           # [1, V]
+    V = x.shape[-1]
+    check_sampling_args(temperature, topk, V)
+    low, high, step = _TEMPERATURE_RANGE
+    t_slider = W.FloatSlider(value=min(max(temperature, low), high), min=low, max=high,
+                             step=step, description="temperature", continuous_update=False)
+    choices = sorted({c for c in _TOPK_CHOICES if c <= V} | {topk, V})
+    k_slider = W.SelectionSlider(options=choices, value=topk, description="top-k",
+                                 continuous_update=False)
+    out = W.Output()
+    box = W.VBox([W.HBox([t_slider, k_slider]), out])
+
+    def render(temperature: float, topk: int) -> list[int]:
+        check_sampling_args(temperature, topk, V)
+        generator = torch.Generator().manual_seed(seed)
+        ids = sample_topk(x.expand(draws, V), temperature, topk, generator=generator)
+        kept = int((filtered_probs(x, temperature, topk) > 0).sum())
+        out.clear_output(wait=True)
+        with out:
+            print(f"temperature {temperature:g}, top-k {topk}: {kept} of {V} codes can be "
+                  f"drawn; {draws} draws (seed {seed}): {ids.tolist()}")
+            display(viz.plot_sampling(x[0], temperature, topk, show))
+        box.last_draws = ids.tolist()
+        return box.last_draws
+
+    def on_change(_):
+        render(t_slider.value, k_slider.value)
+
+    t_slider.observe(on_change, names="value")
+    k_slider.observe(on_change, names="value")
+    box.render, box.sliders = render, (t_slider, k_slider)
+    render(temperature, topk)                  # headless path: the first state, right now
+    return box
+
+
+class GenerationProgress:
+    """An `on_frame` callback for `csm_nb.generate_codes`: a progress bar, plus a record.
+
+    Per frame it keeps the codes and, when the run traces logits (`trace_logits=True`), the
+    entropy of every codebook's distribution, the probability of each code drawn, and
+    codebook 0's probability of code 0 (the first code of the all-zero stop frame). All of
+    it stays on the model's device (no host syncs while generating). Display it before
+    generating (`display(progress)`) to watch the bar move; without a display it only records.
+
+        progress = GenerationProgress(max_frames)
+        codes = csm_nb.generate_codes(model, tokens, mask, max_frames, on_frame=progress,
+                                      trace_logits=True)
+    """
+
+    def __init__(self, max_frames: int, description: str = "generating", row: int = 0):
+        import ipywidgets as W
+
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+            raise ValueError(f"max_frames={max_frames!r} must be an int >= 1 (the same "
+                             "max_frames you pass to generate_codes)")
+        self.row = row                            # which batch row the record follows
+        self.bar = W.IntProgress(value=0, min=0, max=max_frames, description=description)
+        self.label = W.Label(f"0 / {max_frames} frames")
+        self.widget = W.HBox([self.bar, self.label])
+        self.codes, self._entropy, self._chosen, self._stop = [], [], [], []
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __call__(self, info) -> bool:
+        codes = info.codes[self.row]                                          # [K]
+        self.codes.append(codes)
+        if info.logits is not None:
+            logits = info.logits[self.row]                                    # [K, V]
+            logp = torch.log_softmax(logits, dim=-1)
+            self._entropy.append(viz.entropy_bits(logits))
+            self._chosen.append(logp.gather(-1, codes[:, None])[:, 0].exp())
+            self._stop.append(logp[0, 0].exp())
+        self.bar.value = info.index + 1
+        self.label.value = f"{info.index + 1} / {self.bar.max} frames"
+        return False                                   # never asks generation to stop
+
+    @property
+    def frames(self) -> torch.Tensor:
+        """Every frame seen, the stop frame included: [K, F] on the CPU."""
+        return torch.stack(self.codes, dim=1).cpu()
+
+    @property
+    def stop_frame(self) -> int | None:
+        """Index of the all-zero frame if the model emitted one (generate_codes drops it)."""
+        zero = (self.frames == 0).all(dim=0).nonzero()
+        return int(zero[0]) if len(zero) else None
+
+    def trace(self) -> dict:
+        """{'entropy' [F, K], 'chosen_prob' [F, K], 'stop_prob' [F]} as CPU tensors."""
+        if not self._entropy:
+            raise ValueError("no logits were traced: pass trace_logits=True to "
+                             "generate_codes along with on_frame=progress")
+        return {"entropy": torch.stack(self._entropy).cpu(),
+                "chosen_prob": torch.stack(self._chosen).cpu(),
+                "stop_prob": torch.stack(self._stop).cpu()}
+
+    def figure(self, frame_rate: float = viz.FRAME_RATE):
+        return viz.plot_generation_trace(**self.trace(), frame_rate=frame_rate)

@@ -361,3 +361,317 @@ _SOLUTIONS["pack_prompt"] = (
     "        parts.append(csm_nb.audio_rows(gen.encode(seg)))   # frames + the all-zero row\n"
     "    parts.append(csm_nb.text_rows(gen.tokenizer, text, speaker))\n"
     "    return torch.cat([t for t, _ in parts]), torch.cat([m for _, m in parts])")
+
+
+# ------------------------------------------------------------------- 02 backbone
+
+_SAMPLER_DRAWS = 30_000           # draws per case: a correct sampler lands within ~0.007 TV
+_SAMPLER_TV = 0.025               # total-variation distance a sampler may be off by
+_SAMPLER_BINS = 8                 # a toy vocabulary: every bin gets thousands of draws
+_SAMPLER_CASES = ((1.0, _SAMPLER_BINS), (0.5, 5), (2.0, 3), (0.9, 1))   # (temperature, topk)
+
+
+def _sampler_logits():
+    """Evenly spaced logits in a shuffled order: no ties, and every mistake shows."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    return torch.linspace(3.0, -3.0, _SAMPLER_BINS)[torch.randperm(_SAMPLER_BINS, generator=g)]
+
+
+def _sampler_hint(freq, logits, temperature, topk) -> str:
+    """Name the likeliest mistake: the distribution the student's draws look like."""
+    from .sampling import filtered_probs
+    suspects = {
+        "the temperature is not applied: divide the logits by it":
+            filtered_probs(logits, 1.0, topk),
+        "logits are multiplied by the temperature; divide them instead":
+            filtered_probs(logits * temperature ** 2, temperature, topk),
+        "top-k is not applied: keep only the k largest logits":
+            filtered_probs(logits, temperature, _SAMPLER_BINS),
+        "your draws ignore the probabilities (uniform over the kept codes)":
+            (filtered_probs(logits, temperature, topk) > 0).float() / topk,
+    }
+    name, p = min(suspects.items(), key=lambda kv: float((freq - kv[1]).abs().sum()))
+    if 0.5 * float((freq - p).abs().sum()) < _SAMPLER_TV:
+        return f"it looks like {name}."
+    return ("compute softmax(logits / temperature) over the top-k logits only, then draw "
+            "from it with the generator.")
+
+
+def check_sampler(fn) -> bool:
+    """Your `sample(logits [B, V], temperature, topk, generator) -> ids [B]`, checked against
+    csm_nb.sampling: same support, same distribution (30k draws), greedy at topk=1, and
+    reproducible with a fixed torch.Generator."""
+    if _unanswered(fn):
+        return False
+    if not callable(fn):
+        raise TypeError(f"sample: expected a function, got {type(fn).__name__}")
+    import torch
+
+    from .sampling import filtered_probs, sample_topk
+    logits = _sampler_logits()
+    batch = logits.expand(_SAMPLER_DRAWS, _SAMPLER_BINS)                   # [N, V]
+    identical = True
+    for temperature, topk in _SAMPLER_CASES:
+        case = f"temperature={temperature:g}, topk={topk}"
+        try:   # the student's code may fail or return junk: report it, never crash the cell
+            ids, again = (fn(batch.clone(), temperature, topk,
+                             torch.Generator().manual_seed(1)) for _ in range(2))
+        except Exception as err:
+            return _verdict(False, "", f"with {case} your function raised "
+                            f"{type(err).__name__}: {err}")
+        if ids is None:
+            return _verdict(False, "", "your function returned None; return the ids, one per "
+                            "row of logits (a tensor of shape [B]).")
+        ids, again = torch.as_tensor(ids), torch.as_tensor(again)
+        if ids.shape != (_SAMPLER_DRAWS,) or ids.dtype.is_floating_point:
+            return _verdict(False, "", f"with {case}: expected {_SAMPLER_DRAWS} integer ids "
+                            f"(one per row of logits [{_SAMPLER_DRAWS}, {_SAMPLER_BINS}]), got "
+                            f"{ids.dtype} of shape {tuple(ids.shape)}.")
+        ids, again = ids.long().reshape(-1), again.long().reshape(-1)
+        if not torch.equal(ids, again):
+            return _verdict(False, "", f"with {case}, the same seed gave different draws: "
+                            "draw with the `generator` argument (torch.multinomial(..., "
+                            "generator=generator) or .exponential_(generator=generator)).")
+        if topk == 1 and not bool((ids == logits.argmax()).all()):
+            return _verdict(False, "", "with topk=1 every draw must be the largest logit "
+                            "(greedy), whatever the temperature.")
+        allowed = filtered_probs(logits, temperature, topk) > 0
+        if (ids < 0).any() or (ids >= _SAMPLER_BINS).any() or not bool(allowed[ids].all()):
+            return _verdict(False, "", f"with {case} you drew codes outside the {topk} "
+                            "largest logits; top-k keeps only those.")
+        freq = torch.bincount(ids, minlength=_SAMPLER_BINS).float() / _SAMPLER_DRAWS
+        p = filtered_probs(logits, temperature, topk)
+        tv = 0.5 * float((freq - p).abs().sum())
+        if tv > _SAMPLER_TV:
+            return _verdict(False, "", f"with {case} your draws' frequencies are "
+                            f"{tv:.3f} (total variation) away from the right distribution: "
+                            + _sampler_hint(freq, logits, temperature, topk))
+        reference = sample_topk(batch, temperature, topk,
+                                generator=torch.Generator().manual_seed(1))
+        identical &= torch.equal(ids, reference)
+    how = ("draw for draw identical to csm_nb.sampling (the exponential race, which is also "
+           "how torch.multinomial draws one sample)" if identical
+           else "a different way of drawing than csm_nb.sampling, with the same distribution")
+    return _verdict(True, f"right support, right distribution, greedy at topk=1, reproducible "
+                    f"with a seed: {how}.", "")
+
+
+_SOLUTIONS["sampler"] = (
+    "def sample(logits, temperature, topk, generator):\n"
+    "    logits = logits / temperature\n"
+    "    kth = torch.topk(logits, topk, dim=-1).values[..., -1:]          # k-th largest\n"
+    "    logits = logits.masked_fill(logits < kth, float('-inf'))        # drop the rest\n"
+    "    probs = torch.softmax(logits, dim=-1)\n"
+    "    return torch.multinomial(probs, 1, generator=generator)[:, 0]\n"
+    "# For one sample, torch.multinomial draws E ~ Exp(1) and returns argmax(probs / E).\n"
+    "# csm_nb.sampling does the same on the logits, argmax(logits - log E), with no softmax:\n"
+    "# the same draws from the same generator (see its docstring).")
+
+
+def _first_bad_row(got, want) -> int:
+    return int((got != want).reshape(got.shape[0], -1).any(dim=1).nonzero()[0])
+
+
+def check_build_rows(fn, tokenizer, num_codebooks: int = _CFG.num_codebooks) -> bool:
+    """Your `segment_rows(tokenizer, text, speaker, codes [K, F]) -> (tokens, mask)` for one
+    context segment (text rows, audio rows, the end row), against text_rows + audio_rows."""
+    if _unanswered(fn):
+        return False
+    if not callable(fn):
+        raise TypeError(f"segment_rows: expected a function, got {type(fn).__name__}")
+    import torch
+
+    from .text import audio_rows, text_rows
+    K, C = num_codebooks, num_codebooks + 1
+    g = torch.Generator().manual_seed(0)
+    cases = [("Hi there.", 0, torch.randint(0, _BINS, (K, 3), generator=g)),
+             ("Yes!", 1, torch.randint(0, _BINS, (K, 1), generator=g))]
+    for text, speaker, codes in cases:
+        t_rows, t_mask = text_rows(tokenizer, text, speaker, K)
+        a_rows, a_mask = audio_rows(codes, K)
+        want, want_mask = torch.cat([t_rows, a_rows]), torch.cat([t_mask, a_mask])
+        where = f"for speaker {speaker} saying {text!r} with {codes.shape[1]} frame(s)"
+        try:   # the student's code may fail or return junk: report it, never crash the cell
+            got = fn(tokenizer, text, speaker, codes.clone())
+            if got is None:
+                print("Not answered yet: your function returns None; return (tokens, mask).")
+                return False
+            tokens, mask = got
+        except Exception as err:
+            return _verdict(False, "", f"{where} your function raised or returned something "
+                            f"odd ({type(err).__name__}: {err}); return (tokens, mask).")
+        if not isinstance(tokens, torch.Tensor) or not isinstance(mask, torch.Tensor):
+            return _verdict(False, "", "return two torch tensors: (tokens, mask).")
+        if tokens.shape != want.shape or mask.shape != want.shape:
+            n_text = t_rows.shape[0]
+            if tokens.dim() == 2 and tokens.shape[1] != C:
+                hint = f"every row has {C} columns: {K} codebooks, then the text column."
+            elif tokens.shape[0] == want.shape[0] - 1:
+                hint = "one row short: the audio ends with one all-zero end-of-audio row."
+            elif tokens.shape[0] == want.shape[0] - 2:
+                hint = ("two rows short: the text starts with BOS and ends with EOS "
+                        "(tokenizer.encode adds both), or is the end row missing?")
+            else:
+                hint = (f"expected {n_text} text rows (BOS, the tokens of "
+                        f"'[{speaker}]{text}' with no space after ']', EOS) + "
+                        f"{codes.shape[1]} frame rows + 1 end row.")
+            return _verdict(False, "", f"{where}: shape {tuple(tokens.shape)}, expected "
+                            f"{tuple(want.shape)}. {hint}")
+        if tokens.dtype != torch.int64 or mask.dtype != torch.bool:
+            return _verdict(False, "", f"tokens must be int64 and mask bool; got "
+                            f"{tokens.dtype} and {mask.dtype}.")
+        if not torch.equal(tokens, want):
+            row = _first_bad_row(tokens, want)
+            if row < t_rows.shape[0]:
+                hint = (f"row {row} is a text row: zeros, with the token id in column {K}; "
+                        f"tokenize '[{speaker}]{text}' in one call (no space after ']').")
+            elif row < want.shape[0] - 1:
+                hint = (f"row {row} is audio frame {row - t_rows.shape[0]}: its {K} codes "
+                        f"are codes[:, f] (one column of the [K, F] grid), text column 0.")
+            else:
+                hint = "the last row is the end-of-audio row: all zeros."
+            return _verdict(False, "", f"{where}: {hint}")
+        if not torch.equal(mask, want_mask):
+            row = _first_bad_row(mask, want_mask)
+            kind = "text" if row < t_rows.shape[0] else "audio"
+            hint = (f"only column {K} is active in a text row" if kind == "text" else
+                    f"columns 0..{K - 1} are active in an audio row (the end row too), "
+                    f"column {K} is not")
+            return _verdict(False, "", f"{where}: the ids are right, the mask of row {row} "
+                            f"is not: {hint}.")
+    return _verdict(True, "your rows equal text_rows + audio_rows exactly, end row included.",
+                    "")
+
+
+_SOLUTIONS["build_rows"] = (
+    "def segment_rows(tokenizer, text, speaker, codes):\n"
+    "    K, F = codes.shape\n"
+    "    ids = tokenizer.encode(f'[{speaker}]{text}').ids          # BOS ... EOS\n"
+    "    S = len(ids) + F + 1                                       # + the end row\n"
+    "    tokens = torch.zeros(S, K + 1, dtype=torch.int64)\n"
+    "    mask = torch.zeros(S, K + 1, dtype=torch.bool)\n"
+    "    tokens[:len(ids), K] = torch.tensor(ids)\n"
+    "    mask[:len(ids), K] = True\n"
+    "    tokens[len(ids):len(ids) + F, :K] = codes.T                # frame f -> one row\n"
+    "    mask[len(ids):, :K] = True                                 # the end row too\n"
+    "    return tokens, mask")
+
+
+def _relative_error(got, want) -> float:
+    return float((got.float() - want.float()).norm() / want.float().norm().clamp_min(1e-12))
+
+
+def check_embed_rows(fn, model, tokens, mask) -> bool:
+    """Your `embed(model, tokens [S, C], mask [S, C]) -> [S, D]`, against model.embed_rows."""
+    if _unanswered(fn):
+        return False
+    if not callable(fn):
+        raise TypeError(f"embed: expected a function, got {type(fn).__name__}")
+    import torch
+    device = model.codebook0_head.weight.device
+    tokens, mask = tokens.to(device), mask.to(device)
+    with torch.no_grad():
+        want = model.embed_rows(tokens[None], mask[None])[0]                   # [S, D]
+        try:   # the student's code may fail or return junk: report it, never crash the cell
+            got = fn(model, tokens.clone(), mask.clone())
+        except Exception as err:
+            return _verdict(False, "", f"your function raised {type(err).__name__}: {err}")
+        if got is None:
+            print("Not answered yet: your function returns None; return the [S, D] sums.")
+            return False
+        got = torch.as_tensor(got).to(device)
+        if got.shape != want.shape:
+            return _verdict(False, "", f"expected shape {tuple(want.shape)} (one "
+                            f"{want.shape[-1]}-wide vector per row), got {tuple(got.shape)}.")
+        # Sums of 32 embeddings in another order differ by rounding: far less in fp32.
+        tol = 1e-5 if want.dtype == torch.float32 else 2e-2
+        err = _relative_error(got, want)
+        if err <= tol:
+            return _verdict(True, f"your sums equal model.embed_rows (relative error "
+                            f"{err:.1e}).", "")
+        K, V = model.config.num_codebooks, model.config.audio_vocab_size
+        audio = model.audio_embeddings.weight
+        text = model.text_embeddings.weight[tokens[:, K]]                      # [S, D]
+        no_offset = audio[tokens[:, :K]]                                       # [S, K, D]
+        with_offset = audio[tokens[:, :K] + torch.arange(K, device=device) * V]
+        keep = mask[..., None].to(want.dtype)
+        suspects = {
+            "codebook k's ids index rows k * V + code of the shared table: add the offsets":
+                (torch.cat([no_offset, text[:, None]], 1) * keep).sum(1),
+            "masked-out columns must not count: multiply by the mask before summing":
+                torch.cat([with_offset, text[:, None]], 1).sum(1),
+        }
+        for hint, guess in suspects.items():
+            if _relative_error(got, guess) <= tol:
+                return _verdict(False, "", hint + ".")
+    return _verdict(False, "", f"relative error {err:.2f}: look up every column (codebook k "
+                    f"at code + k x {V} in audio_embeddings, column {K} in text_embeddings), "
+                    "multiply by the mask, sum over the columns.")
+
+
+_SOLUTIONS["embed_rows"] = (
+    "def embed(model, tokens, mask):\n"
+    "    K, V = model.config.num_codebooks, model.config.audio_vocab_size\n"
+    "    offsets = torch.arange(K, device=tokens.device) * V          # 0, 2051, 4102, ...\n"
+    "    audio = model.audio_embeddings.weight[tokens[:, :K] + offsets]   # [S, K, D]\n"
+    "    text = model.text_embeddings.weight[tokens[:, K]]                # [S, D]\n"
+    "    columns = torch.cat([audio, text[:, None]], dim=1)               # [S, K+1, D]\n"
+    "    return (columns * mask[..., None]).sum(dim=1)                    # [S, D]")
+
+
+def context_seconds(generation_seconds: float, new_text_rows: int, num_segments: int,
+                    segment_text_rows: int, max_seq_len: int = _CFG.max_seq_len) -> float:
+    """Seconds of context audio that fit beside a line that may last `generation_seconds`:
+    every row not taken by the new line (its text, its frames) or by the segments' text
+    and end rows is one frame of context audio."""
+    frames = int(generation_seconds * 1000 / _CFG.frame_ms)        # as the official code
+    rows = max_seq_len - frames - new_text_rows - num_segments * (segment_text_rows + 1)
+    return max(rows, 0) / _CFG.frame_rate
+
+
+def check_context_seconds(answer, generation_seconds: float = 10.0, new_text_rows: int = 20,
+                          num_segments: int = 2, segment_text_rows: int = 15) -> bool:
+    """Seconds of context audio that fit in the backbone's rows when the new line has
+    `new_text_rows` text rows and may last `generation_seconds`, and the context is
+    `num_segments` segments of `segment_text_rows` text rows each (2048 rows, 12.5 frames/s)."""
+    if _unanswered(answer):
+        return False
+    value = _number("seconds", answer)
+    fr, L = _CFG.frame_rate, _CFG.max_seq_len
+    frames = int(generation_seconds * 1000 / _CFG.frame_ms)
+    args = (generation_seconds, new_text_rows, num_segments, segment_text_rows)
+    right = context_seconds(*args)
+    close = 0.5 / fr                                           # half a frame
+
+    def near(x):
+        return abs(value - x) <= close
+
+    if near(right) or near(right - 1 / fr):      # the official check is strict (one row fewer)
+        rows = round(right * fr)
+        return _verdict(True, f"{L} rows - {frames} frames for the new line - {new_text_rows} "
+                        f"of its text rows - {num_segments} x ({segment_text_rows} text + 1 end) "
+                        f"= {rows} rows of audio frames = {rows} / {fr:g} = {right:.2f} s.", "")
+    if near(right * fr) or near(right * fr - 1):
+        hint = f"that is the number of rows; each second of audio takes {fr:g} rows."
+    elif near(right + frames / fr):
+        hint = "the frames the new line may generate take rows too (one per 80 ms)."
+    elif near(right + num_segments / fr):
+        hint = "each segment's audio ends with one all-zero end row."
+    elif near(right + num_segments * segment_text_rows / fr):
+        hint = "each context segment's own text rows come before its audio."
+    elif near(right + new_text_rows / fr):
+        hint = "the new line's text rows are in the prompt too."
+    elif value < 0 or value > L / fr:
+        hint = f"the whole window is {L} rows = {L / fr:g} s of audio at most."
+    else:
+        hint = (f"start from {L} rows, subtract everything that is not context audio, and "
+                f"divide by {fr:g} rows per second.")
+    return _verdict(False, "", f"{value:g} s: {hint}")
+
+
+_SOLUTIONS["context_seconds"] = (
+    "The new line may last 10 s = 10000 / 80 = 125 frames, one row each, plus its 20 text\n"
+    "rows. Each of the 2 context segments costs its 15 text rows and 1 end row beside its\n"
+    "audio. 2048 - 125 - 20 - 2 x 16 = 1871 rows of audio frames; at 12.5 rows per second\n"
+    "that is 1871 / 12.5 = 149.68 s (149.6 s with the official strict check).")

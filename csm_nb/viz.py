@@ -419,7 +419,7 @@ def row_kinds(tokens, mask) -> list[str]:
 
 def _token_piece(tokenizer, token_id: int) -> str:
     piece = tokenizer.decode([token_id], skip_special_tokens=False) if tokenizer else ""
-    return repr(piece)[1:-1]                     # escapes spaces-only / newline pieces visibly
+    return repr(piece)[1:-1].replace(" ", "\u2423")    # spaces and newlines made visible
 
 
 def format_rows(tokens, mask, tokenizer=None, codebooks_shown: int = 4) -> str:
@@ -461,7 +461,7 @@ def plot_rows(tokens, mask, tokenizer=None, title: str | None = None) -> Figure:
     from matplotlib import colormaps
     cmap = colormaps["viridis"].with_extremes(bad="0.88")
     image = ax.imshow(codes, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0,
-                      vmax=max(CODEBOOK_SIZE - 1, np.nanmax(codes, initial=0)))
+                      vmax=CODEBOOK_SIZE - 1)
     ax.set_xticks(range(0, K, 4))
     ax.set_xlabel(f"codebook column (0..{K - 1}); grey = masked out")
     ax.set_ylabel("row (= position)")
@@ -469,7 +469,9 @@ def plot_rows(tokens, mask, tokenizer=None, title: str | None = None) -> Figure:
     for i, kind in enumerate(kinds):
         ax.get_yticklabels()[i].set_color(_ROW_COLOURS[kind])
     fig.colorbar(image, ax=ax, label="code id", shrink=0.6, location="left")
-    tax.imshow(m[:, K:].astype(float), aspect="auto", cmap="Oranges", vmin=0, vmax=2)
+    from matplotlib.colors import ListedColormap
+    tax.imshow(m[:, K:].astype(float), aspect="auto", vmin=0, vmax=1,
+               cmap=ListedColormap(["0.88", "#fdd49e"]))            # masked grey, active orange
     for i in np.flatnonzero(m[:, K]):
         piece = _token_piece(tokenizer, int(t[i, K])) if tokenizer else ""
         tax.text(0, i, f"{t[i, K]} {piece}", ha="center", va="center", fontsize=7)
@@ -491,9 +493,10 @@ def plot_embedding_lookup(row, audio_vocab_size: int) -> Figure:
         ax.axvspan(k * V, (k + 1) * V, color="0.93" if k % 2 else "0.85", lw=0)
     lookups = ids + np.arange(K) * V
     ax.vlines(lookups, 0, 1, color="tab:blue", lw=1.2)
-    for k in (0, 1, K - 1):
-        ax.annotate(f"c{k}: {ids[k]} + {k}x{V}\n= row {lookups[k]}", (lookups[k], 1),
-                    xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+    for k, align in ((0, "left"), (K // 2, "center"), (K - 1, "right")):
+        ax.annotate(f"codebook {k}: code {ids[k]} + {k} x {V}\n= row {lookups[k]}",
+                    (lookups[k], 1), xytext=(0, 4), textcoords="offset points", ha=align,
+                    fontsize=7)
     ax.set_xlim(0, K * V)
     ax.set_ylim(0, 1.6)
     ax.set_yticks([])
@@ -600,20 +603,25 @@ def plot_sampling(logits, temperature: float, topk: int, show: int = 40) -> Figu
     return fig
 
 
-def plot_step_cost(context_rows, cached, uncached, unit: str = "MFLOP",
-                   title: str | None = None) -> Figure:
+def plot_step_cost(context_rows, cached, uncached, unit: str = "MFLOP", cached_ms=None,
+                   uncached_ms=None) -> Figure:
     """Cost of producing the next row's hidden state as the context grows: with the KV
-    cache (one new row) vs recomputing every row from scratch."""
-    fig, axes = _figure(width=8, height=3.0)
-    ax = axes[0, 0]
-    ax.plot(context_rows, uncached, "o-", color="tab:red", label="no cache: all rows again")
-    ax.plot(context_rows, cached, "o-", color="tab:green", label="KV cache: the new row only")
-    ax.set_xlabel("rows already in the context")
-    ax.set_ylabel(f"cost of one step ({unit})")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "cost per backbone step vs context length", fontsize=10)
+    cache (one new row) vs recomputing every row from scratch. Work in `unit` (left) and,
+    if given, measured milliseconds (right)."""
+    panels = [(cached, uncached, f"work per step ({unit})")]
+    if cached_ms is not None and uncached_ms is not None:
+        panels.append((cached_ms, uncached_ms, "time per step (ms, measured)"))
+    fig, axes = _figure(1, len(panels), width=5 * len(panels), height=3.0)
+    for ax, (with_cache, without, label) in zip(axes[0], panels):
+        ax.plot(context_rows, without, "o-", color="tab:red", label="no cache: all rows again")
+        ax.plot(context_rows, with_cache, "o-", color="tab:green",
+                label="KV cache: the new row only")
+        ax.set_xlabel("rows already in the context")
+        ax.set_ylabel(label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].legend(fontsize=8)
     return fig
 
 

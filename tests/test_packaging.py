@@ -14,7 +14,7 @@ def pyproject_pins():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = data["project"]
     pins = list(project["dependencies"])
-    for extra in ("dev", "reference"):
+    for extra in ("dev", "reference", "demo"):
         pins += project["optional-dependencies"][extra]
     return pins
 

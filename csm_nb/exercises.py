@@ -675,3 +675,166 @@ _SOLUTIONS["context_seconds"] = (
     "rows. Each of the 2 context segments costs its 15 text rows and 1 end row beside its\n"
     "audio. 2048 - 125 - 20 - 2 x 16 = 1871 rows of audio frames; at 12.5 rows per second\n"
     "that is 1871 / 12.5 = 149.68 s (149.6 s with the official strict check).")
+
+
+# ------------------------------------------------------------------- 04 fast generation
+
+_L4_GB_S = 300.0                # NVIDIA L4 (a common cloud GPU, Colab's paid tier): GB/s
+_HALF_BYTES = 2                 # bytes per parameter in fp16 / bf16
+_RESET_SYNCS = 4                # official decoder.reset_caches(): four .item() reads per frame
+_STOP_SYNCS = 1                 # official stop test: `if torch.all(sample == 0)` once per frame
+
+
+def llama_params(cfg) -> int:
+    """Parameters of one csm_nb Llama (a `LlamaConfig`): per layer q/k/v/o projections, the
+    SwiGLU MLP and two norms, plus the final norm."""
+    D, hidden, kv = cfg.embed_dim, cfg.intermediate_dim, cfg.num_kv_heads * cfg.head_dim
+    attention = D * D + 2 * D * kv + D * D          # q, k, v, output_proj
+    mlp = 3 * D * hidden                            # w1, w2, w3
+    return cfg.num_layers * (attention + mlp + 2 * D) + D
+
+
+def params_per_frame(config: CSMConfig | None = None) -> int:
+    """Parameters one frame reads at batch 1 (4.553 G for CSM-1B): the backbone and the
+    codebook-0 head once, then for each of the K-1 depth steps the whole decoder, the
+    projection and one [d, V] slice of audio_head. Embedding tables are read a row at a time
+    and barely count."""
+    c = config or _CFG
+    once, per_step = _frame_params(c)
+    return once + (c.num_codebooks - 1) * per_step
+
+
+def _frame_params(c: CSMConfig) -> tuple[int, int]:
+    """(read once per frame: backbone + codebook-0 head, read per depth step)."""
+    D, d, V = c.backbone.embed_dim, c.decoder.embed_dim, c.audio_vocab_size
+    return llama_params(c.backbone) + D * V, llama_params(c.decoder) + D * d + d * V
+
+
+def check_floor_ms(answer, bandwidth_gb_s: float = _L4_GB_S, bytes_per_param: int = _HALF_BYTES,
+                   config: CSMConfig | None = None) -> bool:
+    """The bandwidth floor in ms per frame: bytes a frame must read / bytes per second.
+    Defaults: CSM-1B in bf16 on an L4 (300 GB/s) -> 30.4 ms (30.6 ms with the KV cache)."""
+    if _unanswered(answer):
+        return False
+    value = _number("floor_ms", answer)
+    c = config or _CFG
+    params = params_per_frame(c)
+    right = params * bytes_per_param / (bandwidth_gb_s * 1e9) * 1000
+
+    def near(x, tol=0.02):
+        return math.isclose(value, x, rel_tol=tol)
+
+    if near(right):
+        return _verdict(True, f"{params / 1e9:.3f} G params x {bytes_per_param} bytes = "
+                        f"{params * bytes_per_param / 1e9:.2f} GB per frame / {bandwidth_gb_s:g} "
+                        f"GB/s = {right:.1f} ms: RTF {right / c.frame_ms:.2f} at best, whatever "
+                        "the code does.", "")
+    decoder_once = sum(_frame_params(c))                  # the depth decoder read only once
+    if near(right / 1000):
+        hint = "that is in seconds; the question asks milliseconds."
+    elif near(right / bytes_per_param):
+        hint = f"that counts parameters, not bytes: each takes {bytes_per_param} bytes."
+    elif near(right * 2):
+        hint = "bf16 / fp16 weights take 2 bytes each, not 4."
+    elif near(right * 8):
+        hint = "bandwidth is in bytes per second, not bits."
+    elif near(decoder_once * bytes_per_param / (bandwidth_gb_s * 1e9) * 1000, 0.05):
+        hint = (f"the depth decoder runs once per codebook 1..{c.num_codebooks - 1}, and "
+                "reads all its weights every time.")
+    else:
+        hint = ("add the parameters a frame touches (backbone + codebook-0 head, then "
+                f"{c.num_codebooks - 1} x (decoder + projection + one audio_head slice)), "
+                "multiply by bytes per parameter, divide by the bandwidth.")
+    return _verdict(False, "", f"{value:g} ms: {hint}")
+
+
+_SOLUTIONS["floor_ms"] = (
+    "Per frame: backbone 973.1 M + codebook0_head 4.2 M + 31 x (decoder 111.2 M + projection\n"
+    "2.1 M + one audio_head slice 2.1 M) = 4.553 G parameters, x 2 bytes (bf16) = 9.11 GB.\n"
+    "9.11 GB / 300 GB/s = 30.4 ms per 80 ms frame (30.6 ms with the 67 MB KV cache): RTF\n"
+    "0.38 is the best an L4 can do at batch 1 (a T4 at 320 GB/s: 28.5 ms; an H100: 2.7 ms).")
+
+
+def official_host_syncs(config: CSMConfig | None = None) -> int:
+    """Blocking host syncs per frame in the official loop (145 for CSM-1B): torchtune's
+    KVCache.update asserts on a device value in every attention call (the backbone's layers
+    once, the decoder's layers K-1 times), plus the decoder cache reset and the stop test."""
+    c = config or _CFG
+    layer_calls = c.backbone.num_layers + (c.num_codebooks - 1) * c.decoder.num_layers
+    return layer_calls + _RESET_SYNCS + _STOP_SYNCS
+
+
+def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
+    """How many host syncs one frame of the official loop makes (145 for CSM-1B)."""
+    if _unanswered(answer):
+        return False
+    value = _number("host_syncs", answer)
+    c = config or _CFG
+    right = official_host_syncs(c)
+    Lb, Ld, K = c.backbone.num_layers, c.decoder.num_layers, c.num_codebooks
+    extra = _RESET_SYNCS + _STOP_SYNCS
+    if value == right:
+        return _verdict(True, f"{Lb} backbone layers + {K - 1} depth steps x {Ld} decoder layers "
+                        f"+ {_RESET_SYNCS} reset reads + {_STOP_SYNCS} stop test = {right}: each "
+                        "one drains the GPU queue before the CPU may go on.", "")
+    if value == right - extra:
+        hint = (f"that is the layer asserts; the decoder cache reset reads .item() "
+                f"{_RESET_SYNCS} times and the stop test reads the frame once more.")
+    elif value == Lb + Ld + extra:
+        hint = f"the depth decoder runs once per codebook 1..{K - 1}, every frame."
+    elif value == Lb + K * Ld + extra:
+        hint = "codebook 0 comes from the backbone: the decoder runs K - 1 times, not K."
+    elif value <= 1:
+        hint = "that is csm_nb's loop; the question is about the official one."
+    else:
+        hint = ("count one sync per attention layer call (backbone layers once, decoder layers "
+                "once per depth step), then the reset reads and the stop test.")
+    return _verdict(False, "", f"{value:g} per frame: {hint}")
+
+
+_SOLUTIONS["host_syncs"] = (
+    "Per frame: the backbone's layers once, the decoder's layers once for each of codebooks\n"
+    "1..31, each attention call asserting on a device value; plus decoder.reset_caches() (4\n"
+    ".item() reads) and the stop test (1). CSM-1B: 16 + 31 x 4 + 5 = 145. A 28-layer backbone\n"
+    "with an 8-layer decoder: 28 + 31 x 8 + 5 = 281. The GPU idles after every one of them.")
+
+
+def first_audio_ms(prefill_ms: float, step_ms: float, chunk_frames: int,
+                   decode_ms: float) -> float:
+    """Time to first audio of a stream: the prefill, the first chunk's frames, one decode."""
+    return prefill_ms + chunk_frames * step_ms + decode_ms
+
+
+def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
+                         chunk_frames: int = 4, decode_ms: float = 5.0) -> bool:
+    """Time to first audio (ms) for a prefill of `prefill_ms`, `step_ms` per frame, chunks of
+    `chunk_frames` frames and `decode_ms` per Mimi call (defaults: about an H100's)."""
+    if _unanswered(answer):
+        return False
+    value = _number("first_audio_ms", answer)
+    right = first_audio_ms(prefill_ms, step_ms, chunk_frames, decode_ms)
+
+    def near(x):
+        return math.isclose(value, x, rel_tol=1e-3, abs_tol=0.05)
+
+    if near(right):
+        return _verdict(True, f"{prefill_ms:g} ms prefill + {chunk_frames} x {step_ms:g} ms + "
+                        f"{decode_ms:g} ms decode = {right:g} ms, for "
+                        f"{chunk_frames * _CFG.frame_ms:g} ms of audio.", "")
+    if near(right - prefill_ms):
+        hint = "the whole prompt must be read (the prefill) before the first frame."
+    elif near(right - decode_ms):
+        hint = "codes are not audio yet: Mimi must decode the chunk."
+    elif near(prefill_ms + step_ms + decode_ms):
+        hint = f"the first chunk needs all of its {chunk_frames} frames."
+    elif near(prefill_ms + chunk_frames * _CFG.frame_ms + decode_ms):
+        hint = (f"{_CFG.frame_ms:g} ms is how much audio a frame holds, not how long it "
+                "takes to compute.")
+    else:
+        hint = "add the prefill, the frames of one chunk, and one Mimi decode."
+    return _verdict(False, "", f"{value:g} ms: {hint}")
+
+
+_SOLUTIONS["first_audio_ms"] = (
+    "15 ms prefill + 4 frames x 6 ms + 5 ms Mimi decode = 44 ms until 320 ms of audio is\n"
+    "ready. Chunks of 1 frame: 15 + 6 + 5 = 26 ms, but 4x more Mimi calls per second of audio.")

@@ -28,7 +28,8 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.rms_norm(fp32(x), self.scale.shape, self.scale, self.eps)
+        # Both operands in fp32: with a bf16 scale, rms_norm falls back to its unfused path.
+        out = F.rms_norm(fp32(x), self.scale.shape, fp32(self.scale), self.eps)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
 

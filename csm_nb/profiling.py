@@ -23,7 +23,8 @@ VIEW_OPS = frozenset({"aten::view", "aten::_unsafe_view", "aten::reshape", "aten
                       "aten::transpose", "aten::t", "aten::permute", "aten::unsqueeze",
                       "aten::squeeze", "aten::slice", "aten::select", "aten::as_strided",
                       "aten::alias", "aten::detach", "aten::unflatten", "aten::flatten",
-                      "aten::split", "aten::unbind", "aten::lift_fresh"})
+                      "aten::split", "aten::unbind", "aten::lift_fresh",
+                      "aten::view_as_complex", "aten::view_as_real"})
 
 
 def _aten_name(func) -> str:

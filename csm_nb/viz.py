@@ -650,3 +650,154 @@ def plot_generation_trace(entropy, chosen_prob=None, stop_prob=None,
     pax.set_ylabel("codebook 0")
     pax.legend(fontsize=8, loc="lower left")
     return fig
+
+
+# ------------------------------------------------------------------- 04 fast generation
+# Per-frame costs: op counts, the parts of a frame, the bandwidth floor, the ways to run
+# the frame loop, and how time grows with context, batch and chunk size.
+
+_KERNEL_COLOUR, _VIEW_COLOUR, _SYNC_COLOUR = "tab:blue", "0.7", "tab:red"
+
+
+def _bar_labels(ax, bars, texts):
+    for bar, text in zip(bars, texts):
+        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+
+
+def plot_op_counts(counts, top: int = 15, title: str | None = None) -> Figure:
+    """The most frequent ATen ops of a run ({name: count}, e.g. `OpCounter.counts`): ops that
+    launch a kernel in blue, views (no kernel) in grey, host syncs in red."""
+    from .profiling import SYNC_OPS, VIEW_OPS
+
+    items = sorted(dict(counts).items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
+    names = [name.removeprefix("aten::") for name, _ in items]
+    colours = [_SYNC_COLOUR if n in SYNC_OPS else _VIEW_COLOUR if n in VIEW_OPS
+               else _KERNEL_COLOUR for n, _ in items]
+    fig, axes = _figure(width=8, height=0.28 * len(items) + 1.0)
+    ax = axes[0, 0]
+    bars = ax.barh(names, [n for _, n in items], color=colours)
+    _bar_labels(ax, bars, [f"{n:,.0f}" for _, n in items])
+    ax.set_xlabel("calls")
+    ax.set_title(title or f"top {len(items)} ATen ops (blue: kernel, grey: view, red: sync)",
+                 fontsize=10)
+    ax.margins(x=0.15)
+    return fig
+
+
+def plot_frame_parts(kernels: dict, ms: dict | None = None,
+                     frame_ms: float | None = None) -> Figure:
+    """One frame taken apart: kernel-launching ops per part (left) and, when measured, ms
+    per part (right), beside the whole frame's measured time."""
+    names = list(kernels)
+    panels = [([kernels[n] for n in names], "kernel-launching ops per frame", "{:,.0f}")]
+    if ms is not None:
+        panels.append(([ms[n] for n in names], "ms per frame (measured here)", "{:.1f}"))
+    fig, axes = _figure(1, len(panels), width=5 * len(panels), height=0.5 * len(names) + 1.4)
+    for ax, (values, label, fmt) in zip(axes[0], panels):
+        bars = ax.barh(names[::-1], values[::-1], color=_KERNEL_COLOUR)
+        _bar_labels(ax, bars, [fmt.format(v) for v in values[::-1]])
+        ax.set_xlabel(label)
+        ax.margins(x=0.2)
+    if ms is not None and frame_ms is not None:
+        axes[0, -1].axvline(frame_ms, color="0.3", ls="--", lw=1,
+                            label=f"whole frame: {frame_ms:.1f} ms")
+        axes[0, -1].legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_bytes_per_frame(parts: dict) -> Figure:
+    """Where a frame's weight reads go: GB per part ({name: bytes}) and its share."""
+    names = list(parts)[::-1]
+    gb = np.array([parts[n] for n in names], dtype=float) / 1e9
+    fig, axes = _figure(width=8, height=0.45 * len(names) + 1.2)
+    ax = axes[0, 0]
+    bars = ax.barh(names, gb, color="tab:purple")
+    _bar_labels(ax, bars, [f"{g:.2f} GB ({100 * g / gb.sum():.1f} %)" for g in gb])
+    ax.set_xlabel("GB of weights read per frame")
+    ax.set_title(f"{gb.sum():.2f} GB per {1000 / FRAME_RATE:g} ms frame", fontsize=10)
+    ax.margins(x=0.35)
+    return fig
+
+
+def plot_ms_per_frame(ms: dict, frame_ms: float = 1000 / FRAME_RATE, highlight=(),
+                      log: bool = False, title: str | None = None) -> Figure:
+    """ms per frame of each entry ({name: ms}: GPUs' floors, or ways to run the loop), with
+    the real-time factor on each bar and the real-time line (one frame of audio)."""
+    names = list(ms)[::-1]
+    values = np.array([ms[n] for n in names], dtype=float)
+    colours = ["tab:orange" if n in highlight else "tab:green" if v < frame_ms else "tab:red"
+               for n, v in zip(names, values)]
+    fig, axes = _figure(width=8, height=0.42 * len(names) + 1.3)
+    ax = axes[0, 0]
+    bars = ax.barh(names, values, color=colours)
+    _bar_labels(ax, bars, [f"{v:,.0f} ms (RTF {v / frame_ms:.3g})" if v >= 100 else
+                           f"{v:.3g} ms (RTF {v / frame_ms:.3g})" for v in values])
+    ax.axvline(frame_ms, color="0.3", ls="--", lw=1, label=f"real time: {frame_ms:g} ms")
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(right=values.max() * 30)
+    else:
+        ax.margins(x=0.35)
+    ax.set_xlabel("ms per frame")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_context_scaling(rows, step_ms, prefill_ms=None) -> Figure:
+    """Per-frame time (left) and prompt prefill time (right) against the prompt's rows."""
+    panels = [(step_ms, "ms per generated frame")]
+    if prefill_ms is not None:
+        panels.append((prefill_ms, "prefill + first frame (ms)"))
+    fig, axes = _figure(1, len(panels), width=4.5 * len(panels), height=3.0)
+    for ax, (values, label) in zip(axes[0], panels):
+        ax.plot(rows, values, "o-", color="tab:blue")
+        ax.set_xlabel("rows in the prompt")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_batch_throughput(batch_sizes, ms_per_frame,
+                          frame_ms: float = 1000 / FRAME_RATE) -> Figure:
+    """Batching: ms per frame step (left) and frames per second over all streams (right),
+    against perfect scaling (B x the batch-1 throughput)."""
+    B = np.asarray(batch_sizes, dtype=float)
+    ms = np.asarray(ms_per_frame, dtype=float)
+    fps = B * 1000 / ms
+    fig, axes = _figure(1, 2, width=9, height=3.0)
+    left, right = axes[0]
+    left.plot(B, ms, "o-", color="tab:blue")
+    left.set_ylabel("ms per frame step")
+    left.set_ylim(bottom=0)
+    right.plot(B, fps, "o-", color="tab:green", label="measured")
+    right.plot(B, B * fps[0], "--", color="0.5", label="perfect scaling")
+    right.axhline(1000 / frame_ms, color="tab:red", lw=1, label="one real-time stream")
+    right.set_ylabel("frames per second (all streams)")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel("batch size (streams)")
+        ax.set_xticks(B)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_chunk_latency(chunk_frames, first_audio_s, frame_ms: float = 1000 / FRAME_RATE
+                       ) -> Figure:
+    """Streaming: time to the first chunk against frames per chunk, beside how much audio
+    that chunk holds (playback never stalls while generation keeps ahead of it)."""
+    n = np.asarray(chunk_frames)
+    first = np.asarray(first_audio_s, dtype=float) * 1000
+    fig, axes = _figure(width=7, height=3.0)
+    ax = axes[0, 0]
+    x = np.arange(n.size)
+    ax.bar(x - 0.2, first, 0.4, color="tab:blue", label="time to first audio (measured)")
+    ax.bar(x + 0.2, n * frame_ms, 0.4, color="tab:green", label="audio in the first chunk")
+    ax.set_xticks(x, [str(v) for v in n])
+    ax.set_xlabel("frames per chunk")
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=8)
+    return fig

@@ -69,12 +69,21 @@ def _umask() -> int:
 
 def read_wav(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
     """Read a 16-bit PCM WAV -> (float32 [T] for mono or [C, T], sample rate)."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != _PCM16_BYTES:
-            raise ValueError(f"{path} has {8 * w.getsampwidth()}-bit samples; read_wav reads "
-                             "16-bit PCM (use csm_nb.codec.load_audio for other formats)")
-        channels, rate = w.getnchannels(), w.getframerate()
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != _PCM16_BYTES:
+                raise ValueError(f"{path} has {8 * w.getsampwidth()}-bit samples; read_wav "
+                                 "reads 16-bit PCM (use csm_nb.codec.load_audio for other "
+                                 "formats)")
+            channels, rate = w.getnchannels(), w.getframerate()
+            raw = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as err:     # not a WAV, or cut short: neither is an OSError
+        raise ValueError(f"{path} is not a readable PCM WAV file ({err}); use "
+                         "csm_nb.codec.load_audio for other formats") from err
+    if len(raw) % (_PCM16_BYTES * channels):  # the file ends inside a frame
+        raise ValueError(f"{path} is truncated (it ends in the middle of a sample frame); "
+                         "write or download it again")
+    data = np.frombuffer(raw, dtype="<i2")
     audio = torch.from_numpy(data.astype(np.float32) / (_PCM16_MAX + 1))
     audio = audio.reshape(-1, channels).T                     # [T*C] -> [C, T]
     return (audio[0] if channels == 1 else audio).contiguous(), rate

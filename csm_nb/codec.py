@@ -44,6 +44,12 @@ _TINY_CODE_DIM = 16       # codebook vector size (real: 256)
 _TINY_HEADS, _TINY_LAYERS, _TINY_FFN = 2, 1, 64
 _CALIBRATION_SECONDS = 2  # seeded noise used to scale the random codebooks (see _fill_codebooks)
 _CALIBRATION_LEVEL = 0.1  # its standard deviation: about that of speech at a normal level
+# Input limits that turn hangs into errors. torchaudio's resampler builds a filter of about
+# (target / g) x (rate / g) taps, g = gcd(rate, target): 3 x 4 for 32 kHz, 80 x 147 for
+# 44.1 kHz, but 24000 x 24001 (2.3 GB, minutes) for a typo like 24001 Hz.
+_MIN_SAMPLE_RATE = 1_000          # below this, "24" (kHz) would become 1000x longer audio
+_MAX_RESAMPLE_TAPS = 2 ** 22      # 16 MB of float32 filter; common rates need < 20 000
+_INT_CODE_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 class MimiUnavailable(RuntimeError):
@@ -194,10 +200,17 @@ def _download(repo: str, filename: str) -> Path:
 def load_real_mimi(path: Path, device="cpu"):
     """moshi's full-size MimiModel with the weights in `path` (safetensors only)."""
     from moshi.models import loaders
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     mimi = loaders.get_mimi(None, device=device, num_codebooks=NUM_CODEBOOKS)
     try:
-        mimi.load_state_dict(load_file(str(path), device=str(device)))
+        state = load_file(str(path), device=str(device))
+    except SafetensorError as err:       # so `auto` can fall back, saying why
+        raise MimiUnavailable(f"{path} is not a readable safetensors file ({err}); it may be "
+                              "truncated or corrupted: delete it and download it again"
+                              ) from err
+    try:
+        mimi.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{path} is not a Mimi checkpoint of moshi's layout ({err}); expected "
                          f"{loaders.MIMI_NAME} from {loaders.DEFAULT_REPO}") from err
@@ -318,7 +331,7 @@ class Codec:
         latent = 0
         with _eager():
             for rvq, offset, chosen in parts:
-                if chosen:
+                if chosen and codes.shape[-1]:      # 0 frames: a conv cannot take them
                     summed = sum(rvq.vq.layers[i].decode(codes[:, offset + i])  # [B, D, F]
                                  for i in chosen)
                     latent = latent + rvq.output_proj(summed)
@@ -481,17 +494,21 @@ def check_codes(codes, num_codebooks: int = NUM_CODEBOOKS,
                 codebook_size: int = CODEBOOK_SIZE) -> torch.Tensor:
     """Validate Mimi codes: integer [K, F] or [B, K, F], K <= 32, values in 0..2047."""
     if isinstance(codes, np.ndarray):
+        if codes.dtype.kind not in "iu" or codes.dtype.byteorder == ">":
+            raise TypeError(f"codes has dtype {codes.dtype}; codes are integer ids: pass "
+                            "codes.astype(np.int64)")
         codes = torch.from_numpy(codes)
     if not isinstance(codes, torch.Tensor):
         raise TypeError(f"codes must be a torch tensor or numpy array of ints, got "
                         f"{type(codes).__name__}")
-    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+    if codes.dtype not in _INT_CODE_DTYPES:   # floats, bool, complex; uint16..64 can't compare
         raise TypeError(f"codes has dtype {codes.dtype}; codes are integer ids: pass "
                         "codes.long() (and check where floats came from)")
-    if codes.ndim not in (2, 3) or not 1 <= codes.shape[-2] <= num_codebooks:
+    if codes.ndim not in (2, 3) or not 1 <= codes.shape[-2] <= num_codebooks or (
+            codes.ndim == 3 and codes.shape[0] == 0):
         raise ValueError(f"codes has shape {tuple(codes.shape)}; expected [K, F] (or "
-                         f"[B, K, F]) with K in 1..{num_codebooks} codebooks and F frames; a "
-                         "CSM frame list [F, K] needs .T")
+                         f"[B, K, F], B >= 1) with K in 1..{num_codebooks} codebooks and F "
+                         "frames; a CSM frame list [F, K] needs .T")
     if codes.numel() and (codes.min() < 0 or codes.max() >= codebook_size):
         raise ValueError(f"codes hold values in {int(codes.min())}..{int(codes.max())}; Mimi "
                          f"codes are 0..{codebook_size - 1} (CSM's ids {codebook_size} and up "
@@ -504,18 +521,26 @@ def prepare_audio(wav, sample_rate, target_rate: int = SAMPLE_RATE,
     """Any speech array -> 1-D float32 CPU tensor at `target_rate`: the checks CSM's #101 needed.
 
     Accepts [T] or [C, T] (C = 1 or 2, mixed to mono), float in [-1, 1] or int PCM
-    (int16, int32, uint8), numpy or torch, any positive whole sample rate.
+    (int16, int32, uint8), numpy or torch, any whole sample rate >= 1000 Hz with a workable
+    ratio to `target_rate` (every common rate; see `_check_resampling`).
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.number)):
         raise TypeError(f"sample_rate must be a number of Hz, got "
                         f"{type(sample_rate).__name__} {sample_rate!r}")
-    if not sample_rate > 0 or sample_rate != int(sample_rate):
+    finite = isinstance(sample_rate, (int, np.integer)) or math.isfinite(sample_rate)
+    if not (finite and sample_rate > 0) or sample_rate != int(sample_rate):
         raise ValueError(f"sample_rate={sample_rate} must be a positive whole number of Hz "
                          "(e.g. 24000, 44100)")
+    _check_resampling(int(sample_rate), target_rate)
     if isinstance(wav, np.ndarray):
         if wav.dtype.kind not in "fiu":
             raise TypeError(f"wav has dtype {wav.dtype}; pass float audio in [-1, 1] or int16 "
                             "PCM")
+        if wav.dtype.byteorder == ">":            # torch reads native byte order only
+            raise ValueError(f"wav has big-endian dtype {wav.dtype}; convert it first: "
+                             "wav.astype(wav.dtype.newbyteorder('='))")
+        if wav.ndim == 0:                         # ascontiguousarray would make it [1]
+            raise ValueError("wav has shape (); expected [T] or [C, T]")
         wav = torch.from_numpy(np.ascontiguousarray(wav))
     if not isinstance(wav, torch.Tensor):
         raise TypeError(f"wav must be a numpy array or torch tensor, got {type(wav).__name__}; "
@@ -523,7 +548,7 @@ def prepare_audio(wav, sample_rate, target_rate: int = SAMPLE_RATE,
     wav = _to_float(wav.detach().cpu())
     if wav.ndim == 2:
         channels = wav.shape[0]
-        if channels > 2:
+        if not 1 <= channels <= 2:
             hint = " (it looks like [T, C]: pass wav.T)" if wav.shape[1] <= 2 else ""
             raise ValueError(f"wav has shape {tuple(wav.shape)}: {channels} channels; expected "
                              f"[T] or [C, T] with C = 1 or 2{hint}")
@@ -541,6 +566,23 @@ def prepare_audio(wav, sample_rate, target_rate: int = SAMPLE_RATE,
         import torchaudio.functional as AF
         wav = AF.resample(wav, int(sample_rate), target_rate)
     return wav.contiguous()
+
+
+def _check_resampling(rate: int, target: int) -> None:
+    """Refuse rates that are typos, before a resampler spends minutes and gigabytes on them."""
+    if rate == target:
+        return
+    if rate < _MIN_SAMPLE_RATE:
+        raise ValueError(f"sample_rate={rate} Hz is far below any audio rate (speech is "
+                         f"recorded at 8000 Hz or more); did you mean {rate * 1000} (Hz, not kHz)?")
+    g = math.gcd(rate, target)
+    if (target // g) * (rate // g) > _MAX_RESAMPLE_TAPS:
+        raise ValueError(
+            f"sample_rate={rate} Hz has no simple ratio to {target} Hz ({target // g}/{rate // g}"
+            " in lowest terms), so resampling would need a filter of "
+            f"{(target // g) * (rate // g) * 4 / 1e9:.1f} GB and minutes: is it a typo? "
+            "Common rates are 16000, 22050, 44100, 48000. If it is right, resample the audio "
+            f"to {target} Hz yourself first (e.g. librosa.resample)")
 
 
 def _to_float(wav: torch.Tensor) -> torch.Tensor:
@@ -561,7 +603,13 @@ def _to_float(wav: torch.Tensor) -> torch.Tensor:
 def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read an audio file -> (float32 [C, T], sample rate). WAV/FLAC/OGG/MP3 via soundfile."""
     import soundfile
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)   # [T, C]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)   # [T, C]
+    except soundfile.SoundFileError as err:                # a RuntimeError: say what to do
+        raise ValueError(f"{str(path)!r} is not an audio file soundfile can read ({err}); "
+                         "use WAV, FLAC, OGG or MP3") from err
     return np.ascontiguousarray(data.T), int(rate)
 
 

@@ -76,6 +76,11 @@ class CSMConfig:
                 f"CSMConfig.decoder.max_seq_len={self.decoder.max_seq_len} must be >= "
                 f"num_codebooks={self.num_codebooks}: the depth decoder needs one position per "
                 "codebook")
+        rate = self.frame_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+                math.isfinite(rate) and rate > 0):
+            raise ValueError(f"CSMConfig.frame_rate must be a positive number of frames per "
+                             f"second (Mimi: 12.5), got {rate!r}")
         spf = self.sample_rate / self.frame_rate
         if not math.isclose(spf, round(spf)):
             raise ValueError(f"CSMConfig: sample_rate / frame_rate = {spf} must be whole samples")

@@ -95,9 +95,10 @@ class FrameStep:
         torch.cuda.current_stream().wait_stream(stream)
         self.last_h.copy_(saved_h)
         self.slot.copy_(saved_slot)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.step()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):        # OOM or Ctrl-C mid-capture: graph stays None,
+            self.step()                      # so the next call captures again
+        self.graph = graph
 
     def __call__(self):
         if self.graph is not None:

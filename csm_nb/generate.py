@@ -11,6 +11,7 @@ Shapes: B batch, S prompt rows, C = K + 1 columns, K codebooks, V bins, F frames
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -108,10 +109,13 @@ def check_prompt(model: CSM, tokens, mask, max_frames) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; build "
                             "rows with csm_nb.text_rows / csm_nb.audio_rows")
-        if t.dim() not in (2, 3) or t.shape[-1] != C or t.shape[-2] < 1:
+        if t.dim() not in (2, 3) or t.shape[-1] != C or 0 in t.shape:
             raise ValueError(f"{name} has shape {tuple(t.shape)}; expected [S, {C}] or "
-                             f"[B, S, {C}] with S >= 1 ({cfg.num_codebooks} codebook columns "
+                             f"[B, S, {C}] with B, S >= 1 ({cfg.num_codebooks} codebook columns "
                              "+ 1 text column)")
+        if t.is_meta:
+            raise ValueError(f"{name} is a meta tensor (a shape without values); build rows "
+                             "with csm_nb.text_rows / csm_nb.audio_rows")
     if tokens.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
     if mask.dtype != torch.bool:
@@ -142,6 +146,28 @@ def check_prompt(model: CSM, tokens, mask, max_frames) -> None:
             "shorten the context (fewer or shorter segments)")
 
 
+def _explains_out_of_memory(fn):
+    """Re-raise the device's bare "out of memory" with this call's sizes and what to lower
+    (same type, so `except torch.OutOfMemoryError` still catches it)."""
+    @functools.wraps(fn)
+    def wrapper(model, tokens, mask, max_frames=125, *args, **kwargs):
+        try:
+            return fn(model, tokens, mask, max_frames, *args, **kwargs)
+        except torch.OutOfMemoryError as err:
+            B, S = (1, *tokens.shape[:1]) if tokens.dim() == 2 else tuple(tokens.shape[:2])
+            weight = model.codebook0_head.weight
+            said = (str(err).strip().splitlines() or [""])[0][:200]
+            raise torch.OutOfMemoryError(
+                f"out of memory on {weight.device} generating max_frames={max_frames} frames "
+                f"for a batch of {B} prompt(s) of {S} rows, model in {weight.dtype}. Lower "
+                "max_frames, shorten the prompts (less context), use a smaller batch, or load "
+                "the model in a half-precision dtype (torch.bfloat16, or torch.float16 on GPUs "
+                "without bf16); free other models (del them, then torch.cuda.empty_cache()). "
+                f"The device said: {said}") from err
+    return wrapper
+
+
+@_explains_out_of_memory
 @torch.inference_mode()
 def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_frames: int = 125,
                    temperature: float = 0.9, topk: int = 50,
@@ -173,6 +199,9 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
         raise ValueError(f"generator must be a torch.Generator on the model's device ({device}),"
                          f" got {generator!r}; e.g. torch.Generator({str(device)!r})"
                          ".manual_seed(0)")
+    if on_frame is not None and not callable(on_frame):
+        raise TypeError(f"on_frame must be a function taking a FrameInfo (or None), got "
+                        f"{type(on_frame).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     single = tokens.dim() == 2
@@ -182,7 +211,12 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
     K, V = cfg.num_codebooks, cfg.audio_vocab_size
     pad = _leading_pad(mask)
     if not model.caches_ready(B):
-        model.setup_caches(B)
+        try:
+            model.setup_caches(B)
+        except BaseException:       # OOM or Ctrl-C half-way: no half-built caches look ready
+            model.remove_caches()
+            model.__dict__.pop("_frame_steps", None)     # graphs captured on the old caches
+            raise
 
     last_h = model.backbone_step(tokens, mask, torch.arange(S, device=device), pad)
     from . import fast      # late import: fast builds on this module

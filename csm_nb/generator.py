@@ -23,6 +23,7 @@ Nothing `csm_nb` makes is watermarked unless you pass a `watermark` hook, a call
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -38,7 +39,7 @@ from .config import CSMConfig
 from .generate import generate_codes
 from .model import CSM
 from .sampling import check_sampling_args
-from .text import audio_rows, text_rows
+from .text import audio_rows, check_unicode, text_rows
 
 MAX_SPEAKER = 9
 _DEFAULT_CHUNK = 10          # frames per streamed chunk (0.8 s): Mimi calls stay few
@@ -65,13 +66,18 @@ def check_speaker(speaker, name: str = "speaker") -> int:
 
 def _check_audio(audio) -> torch.Tensor:
     if isinstance(audio, np.ndarray):
-        audio = torch.from_numpy(np.ascontiguousarray(audio))
+        if audio.dtype.kind != "f" or audio.dtype.byteorder == ">":
+            raise TypeError(f"audio has dtype {audio.dtype}; pass native float samples in "
+                            "[-1, 1], e.g. audio.astype(np.float32) (int16 PCM: audio / 32768)")
+        audio = torch.from_numpy(np.ascontiguousarray(audio) if audio.ndim else audio.copy())
     if not isinstance(audio, torch.Tensor):
         raise TypeError(f"audio must be a torch.Tensor or numpy array [T], got "
                         f"{type(audio).__name__}")
     if not audio.is_floating_point():
         raise TypeError(f"audio has dtype {audio.dtype}; pass float samples in [-1, 1] "
                         "(int16 PCM: audio / 32768)")
+    if audio.is_meta:
+        raise ValueError("audio is a meta tensor (a shape without samples); pass real audio")
     if audio.dim() == 2 and 1 in audio.shape:         # [1, T] or [T, 1]: mono with a channel axis
         audio = audio.reshape(-1)
     if audio.dim() != 1:
@@ -115,6 +121,7 @@ class Segment:
         if not self.text.strip():
             raise ValueError(f"text={self.text!r} is empty; give the words that were (or will "
                              "be) spoken")
+        check_unicode(self.text)
         if self.audio is None:
             return
         set_(self, "audio", _check_audio(self.audio))
@@ -124,7 +131,8 @@ class Segment:
                              "was recorded at (e.g. sample_rate=44100): audio at the wrong rate "
                              "sounds sped up or slowed down to CSM")
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or (
-                not rate > 0 or rate != int(rate)):
+                not rate > 0 or (isinstance(rate, (float, np.floating)) and not math.isfinite(rate))
+                or rate != int(rate)):
             raise ValueError(f"sample_rate={rate!r} must be a positive whole number of Hz")
         set_(self, "sample_rate", int(rate))
 
@@ -499,10 +507,11 @@ class Generator:
                         strict, runaway_guard)
         with _progress_bar(job["max_frames"], progress) as bar:
             if runaway_guard is None:                 # codes first, then one Mimi call
-                with self._lock:
-                    codes = generate_codes(self.model, *job["args"],
-                                           on_frame=lambda info: bar.update(1))   # [K, F]
-                audio = self.codec.decode(self._mimi_codes(codes))
+                with self._out_of_memory_advice(job):
+                    with self._lock:
+                        codes = generate_codes(self.model, *job["args"],
+                                               on_frame=lambda info: bar.update(1))   # [K, F]
+                    audio = self.codec.decode(self._mimi_codes(codes))
             else:                                     # the guard listens: decode as we go
                 chunks = [torch.zeros(0)]
                 self._decode_while_generating(job, _DEFAULT_CHUNK, chunks.append,
@@ -557,6 +566,8 @@ class Generator:
                             f"got {type(guard).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed={seed!r} must be an int (or None for a fresh draw)")
+        if seed is not None and not -2 ** 63 <= seed < 2 ** 64:     # what manual_seed takes
+            raise ValueError(f"seed={seed} does not fit in 64 bits; use a smaller int, e.g. 0")
         if self._active is not None:                  # a half-read stream: stop it first
             self._active.close()
             self._active = None
@@ -573,10 +584,38 @@ class Generator:
             for chunk in decoder.push(info.codes[0]):          # [B=1, K] -> [K]
                 emit(chunk)
             return decoder.done                                  # True ends the frame loop
-        with self._lock:
-            generate_codes(self.model, *job["args"], on_frame=on_frame)
-        for chunk in decoder.flush():
-            emit(chunk)
+        with self._out_of_memory_advice(job):
+            with self._lock:
+                generate_codes(self.model, *job["args"], on_frame=on_frame)
+            for chunk in decoder.flush():
+                emit(chunk)
+
+    @contextlib.contextmanager
+    def _out_of_memory_advice(self, job):
+        """Turn the device's bare "out of memory" into what to lower, with this call's numbers.
+
+        Same type (torch.OutOfMemoryError), so `except torch.OutOfMemoryError` still works.
+        The allocator's cached blocks are released, so a retry with smaller settings has room.
+        """
+        try:
+            yield
+        except torch.OutOfMemoryError as err:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+            rows, frames = job["args"][0].shape[0], job["max_frames"]
+            root = err                            # the allocator's words, under any rewording
+            while isinstance(root.__cause__, torch.OutOfMemoryError):
+                root = root.__cause__
+            device_said = (str(root).strip().splitlines() or [""])[0][:200]
+            raise torch.OutOfMemoryError(
+                f"out of memory on {self.device} while generating: a prompt of {rows} rows "
+                f"(context + text) and up to {frames} frames "
+                f"(max_audio_length_ms={frames * self.config.frame_ms:g}), model in "
+                f"{self.model.codebook0_head.weight.dtype}. Lower max_audio_length_ms, shorten "
+                "the context (fewer or shorter segments), load the model in half precision "
+                "(load_generator(dtype=torch.bfloat16), or torch.float16 on GPUs without bf16), "
+                "or free memory (delete other models and generators, then "
+                f"torch.cuda.empty_cache()). The device said: {device_said}") from err
 
     def decode_frames(self, frames, chunk_frames: int = _DEFAULT_CHUNK,
                       guard: RunawayGuard | None = None) -> Iterator[torch.Tensor]:
@@ -596,10 +635,15 @@ class Generator:
         generated turn as context (as the official demo does). Returns the new segments.
         seed: turn i uses seed + i. Other keyword arguments go to `generate`."""
         context, spoken = list(_check_context(prompts)), []
-        for i, turn in enumerate(turns):
+        turns = list(turns)
+        for i, turn in enumerate(turns):    # every turn checked before minutes of generating
             if not (isinstance(turn, (tuple, list)) and len(turn) == 2):
                 raise TypeError(f"turns[{i}]={turn!r} must be a (speaker, text) pair")
-            speaker, text = turn
+            try:
+                Segment(*turn)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"turns[{i}]: {err}") from None
+        for i, (speaker, text) in enumerate(turns):
             audio = self.generate(text, speaker, context,
                                   seed=None if seed is None else seed + i, **kwargs)
             if audio.numel() == 0:        # stopped at once: keep the turn, audio-less

@@ -57,6 +57,12 @@ def hub_file(repo_id: str, filename: str, token=None, revision: str | None = Non
             "folder holding it") from err
     except hf_errors.EntryNotFoundError as err:
         raise OSError(f"{repo_id} has no file {filename}; check the repo and revision") from err
+    except OSError as err:    # connection refused, DNS, timeouts, HTTP 5xx (HfHubHTTPError)
+        raise OSError(
+            f"downloading {filename} of {repo_id} failed ({type(err).__name__}: {err}); the hub "
+            "may be unreachable from here (no network, a proxy or firewall) or down: try again "
+            f"later, or download it once elsewhere and set ${WEIGHTS_ENV} to a folder holding "
+            "it") from err
 
 
 def _locate(source: str, filename: str, token) -> str:
@@ -127,10 +133,22 @@ def from_pretrained(source: str | None = None, device=None, dtype=None, token=No
     dtype = resolve_dtype(dtype, device)
     weights = _locate(source, WEIGHTS_FILE, token)
     try:
-        with open(_locate(source, "config.json", token)) as f:
-            config = config_from_json(json.load(f))
+        config_path = _locate(source, "config.json", token)
+        with open(config_path) as f:
+            fields = json.load(f)
     except (FileNotFoundError, OSError):
-        config = CSMConfig.csm_1b()       # the weights alone are enough; sizes are checked
+        fields = {}                       # the weights alone are enough; sizes are checked
+    except ValueError as err:             # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"{config_path} is not valid JSON ({err}); fix it, or delete it to "
+                         "use the official CSM-1B sizes") from err
+    if not isinstance(fields, dict):
+        raise ValueError(f"{config_path} holds a JSON {type(fields).__name__}, not an object "
+                         "of config fields; fix it, or delete it to use the official sizes")
+    try:
+        config = config_from_json(fields)
+    except (TypeError, AttributeError, ValueError) as err:   # a field of the wrong kind
+        raise ValueError(f"{config_path} does not describe a CSM ({err}); fix it, or delete it "
+                         "to use the official CSM-1B sizes") from err
     with torch.device("meta"):
         model = CSM(config)
     return load_safetensors_into(model, weights, device, dtype).eval()

@@ -148,6 +148,7 @@ class CSM(nn.Module):
         For teaching, checking the cache and training: every row attends to all earlier rows,
         recomputed from scratch; the KV caches (if any) are neither read nor written.
         """
+        check_rows(self.config, tokens, mask)
         h = self.embed_rows(tokens, mask)
         return self.backbone(h, slice(0, tokens.shape[1]), use_cache=False)
 
@@ -163,11 +164,48 @@ class CSM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def check_rows(cfg: CSMConfig, tokens, mask) -> None:
+    """Batched rows for `CSM.forward`: tokens int [B, S, C] with ids in range, mask bool.
+
+    Checked here, not deep inside an embedding lookup (an IndexError that names nothing).
+    One host sync for the id range; `generate_codes` has its own, fuller check.
+    """
+    C, K = cfg.num_columns, cfg.num_codebooks
+    for name, t in (("tokens", tokens), ("mask", mask)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; build rows "
+                            "with csm_nb.text_rows / csm_nb.audio_rows")
+        if t.dim() != 3 or t.shape[-1] != C or 0 in t.shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}; CSM.forward takes [B, S, {C}]"
+                             " with B, S >= 1 (add a batch axis with tokens[None])")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+    if tokens.shape != mask.shape:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
+                         "the same shape")
+    if tokens.shape[1] > cfg.max_seq_len:
+        raise ValueError(f"tokens has {tokens.shape[1]} rows; the model sees at most "
+                         f"{cfg.max_seq_len} (config.max_seq_len)")
+    audio, text = tokens[..., :K], tokens[..., K]
+    if tokens.numel() and bool(((audio < 0) | (audio >= cfg.audio_vocab_size)).any()
+                               | ((text < 0) | (text >= cfg.text_vocab_size)).any()):
+        raise ValueError(f"tokens hold ids outside the vocabularies: audio columns 0..{K - 1} "
+                         f"take 0..{cfg.audio_vocab_size - 1}, text column {K} takes "
+                         f"0..{cfg.text_vocab_size - 1}")
+
+
 def check_state_dict(model: CSM, state_dict) -> None:
     """Raise one ValueError listing every missing, unexpected or mis-shaped key."""
     if not hasattr(state_dict, "keys"):
         raise TypeError(f"state_dict must be a mapping of names to tensors, got "
                         f"{type(state_dict).__name__}")
+    not_tensors = [k for k in state_dict if not isinstance(state_dict[k], torch.Tensor)]
+    if not_tensors:
+        raise TypeError(f"state_dict values must be torch tensors; {not_tensors[0]!r} is a "
+                        f"{type(state_dict[not_tensors[0]]).__name__} ({len(not_tensors)} such "
+                        "values); convert with torch.as_tensor or load with safetensors")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     extra = sorted(set(state_dict) - set(expected))

@@ -45,10 +45,24 @@ def resolve_device(device) -> torch.device:
     if device is None:
         return default_device()
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device={device!r} is not a torch device; use e.g. 'cpu' or 'cuda'"
                          ) from err
+    # Fail here, with a fix, not later inside .to() with "Torch not compiled with CUDA".
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r}: PyTorch sees no CUDA GPU here (on Colab: "
+                             "Runtime > Change runtime type > GPU); use device='cpu' or None")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={device!r}: there are only {count} GPU(s), "
+                             f"cuda:0..cuda:{count - 1}")
+    mps = getattr(torch.backends, "mps", None)
+    if resolved.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device={device!r}: Apple's MPS is not available here; use "
+                         "device='cpu' or None")
+    return resolved
 
 
 def default_dtype(device) -> torch.dtype:

@@ -19,6 +19,7 @@ BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 BOS_ID, EOS_ID = 128_000, 128_001
 TOKENIZER_MIRROR = "unsloth/Llama-3.2-1B"     # ungated copy of the same tokenizer
 _DEFAULT_K = CSMConfig.num_codebooks          # 32, from the config's field default
+_CODE_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 def speaker_text(text: str, speaker: int) -> str:
@@ -26,11 +27,23 @@ def speaker_text(text: str, speaker: int) -> str:
     return f"[{speaker}]{text}"
 
 
+def check_unicode(text: str, name: str = "text") -> None:
+    """Refuse lone surrogates (a "\\ud83d" left from a half-copied emoji): no tokenizer can
+    encode them, and the error they raise deep inside `tokenizers` names nothing."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{name} holds {text[err.start:err.end]!r} at index {err.start}, which "
+                         "is not valid Unicode (half of an emoji's surrogate pair?); retype or "
+                         "delete that character") from None
+
+
 def _check_text(text, speaker) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"text={text!r} is empty; give the words to speak")
+    check_unicode(text)
     if isinstance(speaker, bool) or not isinstance(speaker, int) or speaker < 0:
         raise ValueError(f"speaker={speaker!r} must be an int >= 0 (it only becomes the "
                          "text prefix \"[speaker]\"; CSM was trained with 0 and 1)")
@@ -39,10 +52,19 @@ def _check_text(text, speaker) -> None:
 def text_rows(tokenizer, text: str, speaker: int, num_codebooks: int = _DEFAULT_K):
     """Rows for the text of one turn: (tokens [S, K+1] int64, mask [S, K+1] bool)."""
     _check_text(text, speaker)
-    if not hasattr(tokenizer, "encode"):
+    if isinstance(num_codebooks, bool) or not isinstance(num_codebooks, int):
+        raise TypeError(f"num_codebooks must be an int (the model's config.num_codebooks), got "
+                        f"{type(num_codebooks).__name__} {num_codebooks!r}")
+    if num_codebooks < 1:
+        raise ValueError(f"num_codebooks={num_codebooks} must be >= 1 (CSM-1B has 32: "
+                         "config.num_codebooks)")
+    if isinstance(tokenizer, (str, bytes)) or not hasattr(tokenizer, "encode"):
         raise TypeError(f"tokenizer must be a tokenizers.Tokenizer (csm_nb.load_tokenizer), got "
                         f"{type(tokenizer).__name__}")
-    ids = tokenizer.encode(speaker_text(text, speaker)).ids
+    ids = getattr(tokenizer.encode(speaker_text(text, speaker)), "ids", None)
+    if ids is None:        # e.g. a transformers tokenizer: encode() returns a plain list
+        raise TypeError(f"tokenizer must be a tokenizers.Tokenizer (csm_nb.load_tokenizer), got "
+                        f"{type(tokenizer).__name__}, whose encode() has no .ids")
     tokens = torch.zeros(len(ids), num_codebooks + 1, dtype=torch.int64)
     mask = torch.zeros(len(ids), num_codebooks + 1, dtype=torch.bool)
     tokens[:, num_codebooks] = torch.tensor(ids, dtype=torch.int64)
@@ -57,12 +79,17 @@ def audio_rows(codes: torch.Tensor, num_codebooks: int | None = None):
     """
     if not isinstance(codes, torch.Tensor):
         raise TypeError(f"codes must be a torch.Tensor [K, F], got {type(codes).__name__}")
-    K = num_codebooks or codes.shape[0]
-    if codes.dim() != 2 or codes.shape[0] != K:
-        raise ValueError(f"codes has shape {tuple(codes.shape)}; expected [{K}, F] "
+    if num_codebooks is not None and (isinstance(num_codebooks, bool)
+                                      or not isinstance(num_codebooks, int)):
+        raise TypeError(f"num_codebooks must be an int or None, got "
+                        f"{type(num_codebooks).__name__} {num_codebooks!r}")
+    K = num_codebooks or (codes.shape[0] if codes.dim() else 0)
+    if codes.dim() != 2 or codes.shape[0] != K or K < 1:
+        raise ValueError(f"codes has shape {tuple(codes.shape)}; expected [{K or 'K'}, F] "
                          "(codebooks first, as Codec.encode returns)")
-    if codes.dtype.is_floating_point or codes.dtype == torch.bool:
-        raise TypeError(f"codes must be integer ids, got dtype {codes.dtype}")
+    if codes.dtype not in _CODE_DTYPES:        # torch cannot compare uint16..64 or complex
+        raise TypeError(f"codes must be integer ids, got dtype {codes.dtype}; pass "
+                        "codes.long()")
     if codes.numel() and bool((codes < 0).any()):
         raise ValueError(f"codes must be >= 0, got min {int(codes.min())}")
     F = codes.shape[1]

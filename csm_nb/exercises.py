@@ -838,3 +838,91 @@ def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
 _SOLUTIONS["first_audio_ms"] = (
     "15 ms prefill + 4 frames x 6 ms + 5 ms Mimi decode = 44 ms until 320 ms of audio is\n"
     "ready. Chunks of 1 frame: 15 + 6 + 5 = 26 ms, but 4x more Mimi calls per second of audio.")
+
+
+# ------------------------------------------------------------------- 05 train a tiny CSM
+
+def check_chance_loss(answer, num_bins: int) -> bool:
+    """The codebook-0 loss of an untrained model that spreads its bets evenly over
+    `num_bins` codes: ln(num_bins) nats."""
+    if _unanswered(answer):
+        return False
+    value = _number("loss", answer)
+    right = math.log(num_bins)
+    if math.isclose(value, right, rel_tol=1e-2):
+        return _verdict(True, f"-ln(1/{num_bins}) = ln {num_bins} = {right:.3f} nats. The "
+                        "curve starts there; the total starts near twice that (codebook 0 + "
+                        "the decoder's mean over the other codebooks).", "")
+    if math.isclose(value, math.log2(num_bins), rel_tol=1e-2):
+        hint = "that is in bits (log base 2); PyTorch's cross-entropy uses natural logs."
+    elif math.isclose(value, 1 / num_bins, rel_tol=1e-2):
+        hint = "that is the probability of the right code; the loss is minus its log."
+    elif math.isclose(value, 2 * right, rel_tol=1e-2):
+        hint = "that is the total (two parts); the question asks codebook 0 alone."
+    else:
+        hint = (f"a uniform guess gives the right code probability 1/{num_bins}; "
+                "cross-entropy is -ln(probability of the right code).")
+    return _verdict(False, "", f"{value:g}: {hint}")
+
+
+_SOLUTIONS["chance_loss"] = (
+    "Every code has probability 1/V, so the cross-entropy is -ln(1/V) = ln V nats per frame.\n"
+    "For V = 131 (128 toy codes + 3 spare ids) that is ln 131 = 4.875.")
+
+
+def check_target_rows(answer, context_frames: int, target_frames: int) -> bool:
+    """How many rows of a two-turn conversation (context turn of `context_frames` frames,
+    target turn of `target_frames`) are loss targets?"""
+    if _unanswered(answer):
+        return False
+    value = _number("rows", answer)
+    right = context_frames + 1 + target_frames + 1
+    if value == right:
+        return _verdict(True, f"({context_frames} + 1) + ({target_frames} + 1) = {right}: every "
+                        "frame row and each turn's all-zero end row, which teaches the model "
+                        "when to stop. Text rows are inputs only.", "")
+    if value == context_frames + target_frames:
+        hint = "the all-zero end-of-audio rows are targets too: how else would it learn to stop?"
+    elif value == target_frames + 1 or value == target_frames:
+        hint = "the context turn's frames are trained on as well, not only the last turn's."
+    else:
+        hint = "count the audio rows: frames and end rows, in both turns; text rows are inputs."
+    return _verdict(False, "", f"{value:g}: {hint}")
+
+
+_SOLUTIONS["target_rows"] = (
+    "Targets are the audio rows: each turn's frames plus its all-zero end-of-audio row.\n"
+    "Each is predicted from the hidden state of the row before it (the first frame from the\n"
+    "last text row, EOS). So (F1 + 1) + (F2 + 1).")
+
+
+_VOICE_CHOICES = {
+    "a": "the speaker id in the text, [0] or [1]",
+    "b": "the audio of the context turn",
+    "c": "the words of the sentence",
+}
+
+
+def check_voice_source(answer) -> bool:
+    """Multiple choice: what tells the trained toy CSM which voice to speak in?"""
+    if _unanswered(answer):
+        return False
+    if not isinstance(answer, str):
+        raise TypeError(f"answer: expected one of {sorted(_VOICE_CHOICES)} as a string, got "
+                        f"{type(answer).__name__} {answer!r}")
+    choice = answer.strip().lower().strip("()")
+    if choice == "b":
+        return _verdict(True, "we drew the [0]/[1] label at random for every training "
+                        "conversation, and every sentence exists in both voices, so only the "
+                        "context's audio says whose voice comes next. CSM-1B works the same "
+                        "way: the speaker id is just text; context sets the voice.", "")
+    hints = {"a": "during training the label was drawn at random for each conversation: it "
+                  "says nothing about the voice.",
+             "c": "every sentence was recorded in both voices: the words alone cannot decide."}
+    return _verdict(False, "", hints.get(choice, f"pick one of {sorted(_VOICE_CHOICES)}."))
+
+
+_SOLUTIONS["voice_source"] = (
+    "(b) the context's audio. The training conversations paired each clip with another clip\n"
+    "of the same voice and a random [0]/[1] label; the same words exist in both voices. The\n"
+    "only evidence of the voice is the context turn's codes, and the model learned to read it.")

@@ -801,3 +801,104 @@ def plot_chunk_latency(chunk_frames, first_audio_s, frame_ms: float = 1000 / FRA
     ax.set_ylabel("ms")
     ax.legend(fontsize=8)
     return fig
+
+
+# ------------------------------------------------------------------- 05 train a tiny CSM
+
+def plot_training(history, chance: float | None = None) -> Figure:
+    """Loss curves of `csm_nb.train.train` (total, codebook 0, depth decoder; log scale) and
+    the teacher-forced codebook-0 accuracy. chance: ln(V), the loss of a uniform guess."""
+    steps = np.asarray(history.step) + 1
+    fig, axes = _figure(1, 2, width=11, height=3.4)
+    ax, acc = axes[0]
+    for name, colour in (("total", "k"), ("codebook0", "tab:blue"), ("decoder", "tab:orange")):
+        label = {"total": "total", "codebook0": "codebook 0 (backbone)",
+                 "decoder": "codebooks 1.. (depth decoder)"}[name]
+        ax.plot(steps, getattr(history, name), color=colour, lw=1.2, label=label)
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls="--", lw=1, label=f"chance, ln V = {chance:.2f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(f"CSM loss over {len(steps)} steps ({history.seconds[-1]:.0f} s)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    acc.plot(steps, 100 * np.asarray(history.accuracy), color="tab:green", lw=1.2)
+    acc.set_ylim(0, 101)
+    acc.set_xlabel("step")
+    acc.set_ylabel("% of frames")
+    acc.set_title("codebook 0 right given the true past (teacher forcing)", fontsize=10)
+    acc.grid(alpha=0.3)
+    return fig
+
+
+def plot_loss_targets(tokens, mask, num_codebooks: int, title: str | None = None) -> Figure:
+    """A conversation as CSM's rows: which columns each row uses (text, audio codes, the
+    all-zero end-of-audio row) and which rows the loss predicts, each from the row before."""
+    t, m = _np(tokens), _np(mask).astype(bool)                # [S, K+1]
+    K = num_codebooks
+    kind = np.zeros(m.shape, dtype=int)                       # 0 unused
+    kind[m[:, K], K] = 1                                      # text token
+    audio = m[:, :K].all(1)
+    eos = audio & (t[:, :K] == 0).all(1)
+    kind[audio & ~eos, :K] = 2                                # codes of a frame
+    kind[eos, :K] = 3                                         # end-of-audio row
+    from matplotlib.colors import ListedColormap
+    cmap = ListedColormap(["white", "tab:blue", "tab:orange", "tab:red"])
+    S = t.shape[0]
+    fig, axes = _figure(width=min(14, 3 + S * 0.12), height=3.0)
+    ax = axes[0, 0]
+    ax.imshow(kind.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=3,
+              extent=[-0.5, S - 0.5, K + 0.5, -0.5])
+    targets = np.flatnonzero(audio[1:]) + 1                   # rows predicted from row - 1
+    ax.plot(targets, np.full(targets.shape, K + 0.5), "k^", ms=4, clip_on=False)
+    ax.set_yticks([0, K - 1, K], ["code 0", f"code {K - 1}", "text"])
+    ax.set_xlabel("row (position)")
+    ax.set_title(title or "blue: text rows, orange: audio frames, red: end-of-audio row; "
+                 "▲ = a loss target (predicted from the row before)", fontsize=10)
+    return fig
+
+
+def plot_code_match(generated, target, frame_rate: float = FRAME_RATE) -> Figure:
+    """Generated codes against the training target, frame by frame: green where equal."""
+    g, t = _np(generated), _np(target)                        # [K, F'], [K, F]
+    K, F = t.shape[0], max(g.shape[1], t.shape[1])
+    same = np.full((K, F), np.nan)
+    common = min(g.shape[1], t.shape[1])
+    same[:, :common] = g[:, :common] == t[:, :common]
+    from matplotlib.colors import ListedColormap
+    fig, axes = _figure(width=9, height=2.6)
+    ax = axes[0, 0]
+    ax.imshow(same, aspect="auto", interpolation="nearest", vmin=0, vmax=1,
+              cmap=ListedColormap(["tab:red", "tab:green"]),
+              extent=[0, F / frame_rate, K - 0.5, -0.5])
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("codebook")
+    c0 = float((g[0, :common] == t[0, :common]).sum()) / max(t.shape[1], 1)
+    ax.set_title(f"generated vs target: green = same code; codebook 0 matches on {c0:.0%} of "
+                 f"the {t.shape[1]} target frames (generated {g.shape[1]})", fontsize=10)
+    return fig
+
+
+def plot_codec_comparison(curves: dict) -> Figure:
+    """Error curves of several codecs, {name: (levels, mel_db, kbps_per_level)}: against the
+    number of levels decoded (left) and against the bitrate those levels cost (right)."""
+    fig, axes = _figure(1, 2, width=11, height=3.4, sharey=True)
+    by_level, by_rate = axes[0]
+    for (name, (levels, mel_db, kbps)), colour in zip(curves.items(),
+                                                       ["tab:red", "tab:blue", "tab:green"]):
+        levels = np.asarray(levels)
+        by_level.plot(levels, mel_db, "o-", color=colour, label=name)
+        by_rate.plot(levels * kbps, mel_db, "o-", color=colour, label=name)
+    by_level.set_xscale("log", base=2)
+    by_level.set_xticks(levels, [str(n) for n in levels])
+    by_level.xaxis.set_minor_locator(NullLocator())
+    by_level.set_xlabel("levels decoded")
+    by_level.set_ylabel("mel distance (dB, lower = closer)")
+    by_rate.set_xlabel("bitrate (kbps)")
+    for ax in (by_level, by_rate):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    by_level.set_title("error vs levels", fontsize=10)
+    by_rate.set_title("error vs bits spent", fontsize=10)
+    return fig

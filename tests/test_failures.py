@@ -332,8 +332,18 @@ class _InterruptingBar:
             signal.raise_signal(signal.SIGINT)       # Python turns it into KeyboardInterrupt
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Make SIGINT raise KeyboardInterrupt here, whatever this process inherited: a shell runs
+    background jobs (nohup, CI runners, xdist workers) with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("streaming", [False, True])
-def test_ctrl_c_during_generate_then_the_next_call_works(gen, monkeypatch, streaming):
+def test_ctrl_c_during_generate_then_the_next_call_works(gen, monkeypatch, streaming,
+                                                         ctrl_c_raises):
     kw = dict(max_audio_length_ms=400, seed=9, progress=False)
     before = gen.generate("Hello.", 0, **kw)
     monkeypatch.setattr(generator_module, "_progress_bar", lambda total, on: _InterruptingBar(2))

@@ -8,6 +8,9 @@ import csm_nb
 # Tests never reach the hub and never pick up a user's weights by accident.
 os.environ.setdefault("CSM_NB_MODE", "tiny")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One thread: tiny models are per-op overhead, and `make test` runs two workers on two cores;
+# more threads only add waiting (several times slower on a shared box).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

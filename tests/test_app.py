@@ -16,14 +16,6 @@ SPF = 1920                     # samples per 80 ms frame at 24 kHz
 TURNS = [(0, "Hey how are you doing."), (1, "Pretty good, pretty good.")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are per-op overhead: on a shared 2-core box, threads only add waiting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def gen():

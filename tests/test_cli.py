@@ -15,14 +15,6 @@ from csm_nb.__main__ import main, parse_script
 SPF = 1920
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are per-op overhead: on a shared 2-core box, threads only add waiting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _wav_info(path):
     with wave.open(str(path), "rb") as w:

@@ -33,14 +33,6 @@ MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 14.75 GiB total capacity)"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def gen():
     return load_generator("tiny", device="cpu")

@@ -20,14 +20,6 @@ from csm_nb.text import BOS_ID, EOS_ID
 SR, SPF, K = 24_000, 1920, 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are per-op overhead: on a shared 2-core box, threads only add waiting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def gen():

@@ -38,14 +38,10 @@ MIMI = settings(CHEAP, max_examples=20, deadline=20_000)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread_and_warm_caches():
-    """One thread (tiny models gain nothing from more), and everything built before the
-    clock starts: a deadline must time the call, not the first-use setup."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def warm_caches():
+    """Everything built before the clock starts: a deadline must time the call, not the
+    first-use setup (conftest sets one thread)."""
     tokenizer(), tiny_codec(), meta_generator(), micro_model(), tiny_generator()
-    yield
-    torch.set_num_threads(before)
 
 
 def mostly(good, bad, odds: int = 3):

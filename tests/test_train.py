@@ -15,15 +15,6 @@ K, BINS = 4, 16                    # a 4-level toy codec with 16 codes per level
 V = BINS + T.AUDIO_SPECIAL_IDS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread avoids hand-offs on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_config(**overrides):
     sizes = dict(num_codebooks=K, codebook_size=BINS, width=32, layers=1, decoder_width=32,
                  decoder_layers=1, max_seq_len=64) | overrides

@@ -41,9 +41,11 @@ lab: venv
 demo: venv
 	$(BIN)/python -m csm_nb demo
 
+# The notebooks run one kernel at a time, after the tests: kernels started at once by two
+# pytest workers can race for the same ZMQ ports, and a kernel's replies then never arrive.
 test: venv
-	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q tests --nbmake notebooks \
-	  --nbmake-timeout=600 --durations=15
+	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q tests --durations=15
+	$(TEST_ENV) $(BIN)/python -m pytest -q --nbmake notebooks --nbmake-timeout=600 --durations=5
 
 # Everything but the notebooks and the full-size model: the inner loop while coding.
 test-fast: venv

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from .llama import fp32
-from .model import CSM
+from .model import CSM, check_row_dtypes
 from .sampling import check_sampling_args, draw_noise, gumbel, pick
 
 
@@ -43,9 +43,10 @@ def decode_frame(model: CSM, last_h: torch.Tensor, temperature: float, topk: int
     code i-1. Positions are Python ints, so this loop unrolls into one static graph.
     """
     K = model.config.num_codebooks
-    g = gumbel(noise)                                                        # [K, B, V]
+    greedy = topk == 1 or temperature == 0
+    g = None if greedy else gumbel(noise)                                    # [K, B, V]
     logits = model.codebook0_logits(last_h)                                  # [B, V]
-    code = pick(logits, temperature, topk, g[0])                             # [B]
+    code = pick(logits, temperature, topk, None if greedy else g[0])          # [B]
     codes = [code]
     if logits_out is not None:
         logits_out.append(fp32(logits))
@@ -53,7 +54,7 @@ def decode_frame(model: CSM, last_h: torch.Tensor, temperature: float, topk: int
     start = 0
     for i in range(1, K):
         logits = model.decoder_step(inputs, start, i)                          # [B, V]
-        code = pick(logits, temperature, topk, g[i])
+        code = pick(logits, temperature, topk, None if greedy else g[i])
         codes.append(code)
         if logits_out is not None:
             logits_out.append(fp32(logits))
@@ -116,13 +117,7 @@ def check_prompt(model: CSM, tokens, mask, max_frames) -> None:
         if t.is_meta:
             raise ValueError(f"{name} is a meta tensor (a shape without values); build rows "
                              "with csm_nb.text_rows / csm_nb.audio_rows")
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
-    if tokens.shape != mask.shape:
-        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
-                         "the same shape")
+    check_row_dtypes(tokens, mask)
     K, V = cfg.num_codebooks, cfg.audio_vocab_size
     audio, text = tokens[..., :K], tokens[..., K]
     if bool((audio < 0).any() | (audio >= V).any()):

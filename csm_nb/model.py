@@ -164,6 +164,17 @@ class CSM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def check_row_dtypes(tokens: torch.Tensor, mask: torch.Tensor) -> None:
+    """int ids, a bool mask, one shape: shared by `CSM.forward` and `generate_codes`."""
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+    if tokens.shape != mask.shape:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
+                         "the same shape")
+
+
 def check_rows(cfg: CSMConfig, tokens, mask) -> None:
     """Batched rows for `CSM.forward`: tokens int [B, S, C] with ids in range, mask bool.
 
@@ -178,13 +189,7 @@ def check_rows(cfg: CSMConfig, tokens, mask) -> None:
         if t.dim() != 3 or t.shape[-1] != C or 0 in t.shape:
             raise ValueError(f"{name} has shape {tuple(t.shape)}; CSM.forward takes [B, S, {C}]"
                              " with B, S >= 1 (add a batch axis with tokens[None])")
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
-    if tokens.shape != mask.shape:
-        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
-                         "the same shape")
+    check_row_dtypes(tokens, mask)
     if tokens.shape[1] > cfg.max_seq_len:
         raise ValueError(f"tokens has {tokens.shape[1]} rows; the model sees at most "
                          f"{cfg.max_seq_len} (config.max_seq_len)")

@@ -4,9 +4,10 @@ Importing this package reads no environment variable, loads no weights and touch
 network; everything that does is a function call.
 """
 
+from . import data
 from .codec import Codec, CodecStream, MimiUnavailable, load_audio, load_codec
 from .config import CSMConfig, LlamaConfig
-from .generate import FrameInfo, generate_codes
+from .generate import STOP, FrameInfo, generate_codes
 from .generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
 from .hub import from_pretrained, load_model, tiny_model
 from .model import CSM
@@ -18,7 +19,7 @@ CSM.from_pretrained = staticmethod(from_pretrained)
 
 __all__ = [
     "CSM", "CSMConfig", "Codec", "CodecStream", "ContextBudget", "FrameInfo", "Generator", "LlamaConfig",
-    "MimiUnavailable", "RunawayGuard", "Segment", "audio_rows", "load_audio", "from_pretrained", "generate_codes",
+    "MimiUnavailable", "RunawayGuard", "STOP", "Segment", "audio_rows", "load_audio", "from_pretrained", "generate_codes",
     "load_codec", "load_generator", "load_model", "load_tokenizer", "notebook_mode",
     "sample_topk", "text_rows", "tiny_model", "tiny_tokenizer",
 ]

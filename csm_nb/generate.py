@@ -25,6 +25,16 @@ from .sampling import check_sampling_args, draw_noise, gumbel, pick
 BACKENDS = ("auto", "eager", "compile", "graph")
 
 
+class _StopSignal:
+    """The one value an `on_frame` callback returns to end generation after this frame."""
+
+    def __repr__(self) -> str:
+        return "csm_nb.STOP"
+
+
+STOP = _StopSignal()
+
+
 @dataclass
 class FrameInfo:
     """What `on_frame` receives after each frame (tensors stay on the model's device)."""
@@ -167,7 +177,7 @@ def _explains_out_of_memory(fn):
 def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_frames: int = 125,
                    temperature: float = 0.9, topk: int = 50,
                    generator: torch.Generator | None = None,
-                   on_frame: Callable[[FrameInfo], None] | None = None,
+                   on_frame: Callable[[FrameInfo], object] | None = None,
                    trace_logits: bool = False, backend: str = "auto") -> torch.Tensor:
     """Generate Mimi codes for the prompt rows until the all-zero frame or `max_frames`.
 
@@ -177,7 +187,9 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
     `temperature=0` or `topk=1` is greedy. `generator` (a torch.Generator on the model's
     device) makes sampling reproducible; `on_frame` is called with a FrameInfo after every
     frame, with every codebook's logits when `trace_logits=True` (tracing costs nothing
-    when off); if it returns True, generation stops after that frame (which is kept).
+    when off). To end generation after a frame (which is kept), `on_frame` returns
+    `csm_nb.STOP`; any other return value is ignored, so a progress bar's `update()` (tqdm
+    returns True when it redraws) or `list.append` can never cut a line short.
     backend: "eager" (the plain loop above), "compile" (the depth loop as one compiled
     graph), "graph" (each frame replayed as a CUDA graph on CUDA; the same static-buffer
     step run eagerly elsewhere), or "auto": "graph" on CUDA unless $CSM_NB_CUDA_GRAPHS=0,
@@ -252,7 +264,8 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
         codes = next_frame(index, logits)
         frames.append(codes)
         if on_frame is not None and on_frame(
-                FrameInfo(index, codes, None if logits is None else torch.stack(logits, 1))):
+                FrameInfo(index, codes, None if logits is None else torch.stack(logits, 1))
+        ) is STOP:
             break                                  # the callback asked to stop here
         done |= (codes == 0).all(dim=-1)
         if stop(done.all()):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .config import CSMConfig
-from .generate import generate_codes
+from .generate import STOP, generate_codes
 from .model import CSM
 from .sampling import check_sampling_args
 from .text import audio_rows, check_unicode, text_rows
@@ -583,7 +583,7 @@ class Generator:
             tick()
             for chunk in decoder.push(info.codes[0]):          # [B=1, K] -> [K]
                 emit(chunk)
-            return decoder.done                                  # True ends the frame loop
+            return STOP if decoder.done else None                # STOP ends the frame loop
         with self._out_of_memory_advice(job):
             with self._lock:
                 generate_codes(self.model, *job["args"], on_frame=on_frame)

@@ -272,7 +272,7 @@ class GenerationProgress:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
-    def __call__(self, info) -> bool:
+    def __call__(self, info) -> None:
         codes = info.codes[self.row]                                          # [K]
         self.codes.append(codes)
         if info.logits is not None:
@@ -283,7 +283,7 @@ class GenerationProgress:
             self._stop.append(logp[0, 0].exp())
         self.bar.value = info.index + 1
         self.label.value = f"{info.index + 1} / {self.bar.max} frames"
-        return False                                   # never asks generation to stop
+        # returns None: only csm_nb.STOP would end generation
 
     @property
     def frames(self) -> torch.Tensor:

@@ -33,3 +33,29 @@ def mixed_prompt(tokenizer, num_codebooks=32, frames=5, seed=0):
 @pytest.fixture
 def prompt(tokenizer):
     return mixed_prompt(tokenizer)
+
+
+def _notebook_code(name: str, through: str) -> str:
+    """The code cells of notebooks/<name>.ipynb, in order, up to and including the first cell
+    that contains `through`; cells tagged skip-execution (the Colab install) are left out,
+    as nbmake and Jupyter leave them out."""
+    import json
+
+    path = os.path.join(os.path.dirname(__file__), "..", "notebooks", f"{name}.ipynb")
+    with open(path, encoding="utf-8") as f:
+        cells = json.load(f)["cells"]
+    code = []
+    for cell in cells:
+        if cell["cell_type"] != "code" or "skip-execution" in cell["metadata"].get("tags", []):
+            continue
+        source = "".join(cell["source"])
+        code.append(source)
+        if through in source:
+            return "\n\n".join(code)
+    raise AssertionError(f"{name}.ipynb has no code cell containing {through!r}")
+
+
+@pytest.fixture(scope="session")
+def notebook_code():
+    """notebook_code(name, through) -> the notebook's own cells as one script (see above)."""
+    return _notebook_code

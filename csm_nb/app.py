@@ -33,6 +33,7 @@ from .audio_io import to_pcm16
 from .codec import MimiUnavailable
 from .config import CSMConfig
 from .generator import ContextTrimmed, Segment
+from .modes import decide_mode, resolve_mode
 from .prompts import load_prompt, prompt_info, prompt_names
 
 _CFG = CSMConfig.csm_1b()
@@ -133,6 +134,9 @@ class Demo:
 
     def __init__(self, generator=None, mode: str | None = None, device=None):
         self.generator, self.device = generator, device
+        # `auto` stays auto when loading: if the hub then refuses (terms not accepted), the
+        # generator falls back to the offline mode instead of failing the first click.
+        self.load_mode = resolve_mode(mode)
         self.mode, self.reason = (generator.mode, "the generator given to the app"
                                   ) if generator is not None else decide_mode(mode)
         self._load_lock = threading.Lock()
@@ -143,7 +147,9 @@ class Demo:
         with self._load_lock:
             if self.generator is None:
                 from .generator import load_generator
-                self.generator = load_generator(self.mode, device=self.device)
+                self.generator = load_generator(self.load_mode, device=self.device)
+                if self.generator.mode != self.mode:      # auto fell back while loading
+                    self.mode, self.reason = self.generator.mode, "the real weights did not load"
             return self.generator
 
     def warm_up(self) -> None:
@@ -199,16 +205,6 @@ class Demo:
             spoken.append(seg)
             context.append(seg)
         return spoken, notes
-
-
-def decide_mode(mode: str | None = None) -> tuple[str, str]:
-    """(real | tiny, why): the notebooks' decision, cheap (no weights, no network)."""
-    from .modes import MODE_ENV, _real_weights_reason, resolve_mode
-    mode = resolve_mode(mode)
-    if mode != "auto":
-        return mode, f"asked for {mode} (argument or ${MODE_ENV})"
-    ok, reason = _real_weights_reason()
-    return ("real" if ok else "tiny"), reason
 
 
 def mode_banner(mode: str, reason: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import modes
+from . import env, modes
 from .config import CSMConfig
 
 _CFG = CSMConfig.csm_1b()
@@ -150,8 +150,8 @@ def find_mimi_weights(source: str | os.PathLike | None = None) -> Path:
     """Path of Mimi's .safetensors: `source`, else $CSM_NB_MIMI, else the hub (cached)."""
     from moshi.models import loaders
     origin = "source"
-    if source is None and os.environ.get(modes.MIMI_ENV, "").strip():
-        source, origin = os.environ[modes.MIMI_ENV].strip(), f"${modes.MIMI_ENV}"
+    if source is None and env.text(modes.MIMI_ENV):
+        source, origin = env.text(modes.MIMI_ENV), f"${modes.MIMI_ENV}"
     if source is not None:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -174,13 +174,9 @@ def find_mimi_weights(source: str | os.PathLike | None = None) -> Path:
 def _download(repo: str, filename: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hub_errors
-    # huggingface_hub reads $HF_HUB_CACHE / $HF_HUB_OFFLINE once, at its import; csm_nb reads
-    # them now, so a notebook cell (or a test) that sets them takes effect.
-    cache_dir = os.environ.get("HF_HUB_CACHE", "").strip() or None
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
     try:
-        return Path(hf_hub_download(repo, filename, cache_dir=cache_dir,
-                                    local_files_only=offline))
+        return Path(hf_hub_download(repo, filename, cache_dir=env.hub_cache_dir(),
+                                    local_files_only=env.hub_offline()))
     except hub_errors.GatedRepoError as err:
         raise MimiUnavailable(f"{repo} is gated: accept its terms on huggingface.co and log in "
                               f"(`huggingface-cli login`); or {_hub_hint()}") from err

@@ -15,20 +15,18 @@ Shapes: B batch, K codebooks, C = K + 1 columns, V bins, D backbone width.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from . import env
 from .generate import decode_frame
 from .model import CSM
 
-GRAPHS_ENV = "CSM_NB_CUDA_GRAPHS"
+GRAPHS_ENV = env.CUDA_GRAPHS
 
 
 def cuda_graphs_enabled(device: torch.device) -> bool:
-    """CUDA graphs on CUDA devices unless $CSM_NB_CUDA_GRAPHS is 0/false (read per call)."""
-    flag = os.environ.get(GRAPHS_ENV, "1").strip().lower()
-    return device.type == "cuda" and flag not in ("0", "false", "no", "off")
+    """CUDA graphs on CUDA devices unless $CSM_NB_CUDA_GRAPHS is off (read per call)."""
+    return device.type == "cuda" and env.flag(GRAPHS_ENV, True)
 
 
 _COMPILED = {}

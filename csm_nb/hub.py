@@ -13,23 +13,15 @@ from dataclasses import replace
 
 import torch
 
+from . import env
 from .config import CSMConfig, LlamaConfig
 from .model import CSM, check_state_dict
-from .modes import CSM_REPO, WEIGHTS_ENV, banner, resolve_device, resolve_dtype, resolve_mode
+from .modes import (CSM_REPO, OFFLINE_MODE, WEIGHTS_ENV, banner, real_weights_reason,
+                    resolve_device, resolve_dtype, resolve_mode)
 
 WEIGHTS_FILE = "model.safetensors"
 # Saved by the official setup_caches() as persistent buffers; not weights.
 _CACHE_MASK_KEYS = ("backbone_causal_mask", "decoder_causal_mask")
-
-
-def hub_cache_dir() -> str | None:
-    """$HF_HUB_CACHE as it is now (huggingface_hub itself reads it once, at import)."""
-    return os.environ.get("HF_HUB_CACHE", "").strip() or None
-
-
-def hub_offline() -> bool:
-    """$HF_HUB_OFFLINE as it is now, for the same reason."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def hub_file(repo_id: str, filename: str, token=None, revision: str | None = None) -> str:
@@ -39,7 +31,8 @@ def hub_file(repo_id: str, filename: str, token=None, revision: str | None = Non
 
     try:
         return hf.hf_hub_download(repo_id, filename, token=token, revision=revision,
-                                  cache_dir=hub_cache_dir(), local_files_only=hub_offline())
+                                  cache_dir=env.hub_cache_dir(),
+                                  local_files_only=env.hub_offline())
     except hf_errors.GatedRepoError as err:
         raise OSError(
             f"{repo_id} is gated and this machine has no access: accept the terms at "
@@ -125,7 +118,7 @@ def load_safetensors_into(model: CSM, path: str, device, dtype) -> CSM:
 
 def from_pretrained(source: str | None = None, device=None, dtype=None, token=None) -> CSM:
     """Load CSM-1B from a hub repo id or a local folder laid out like sesame/csm-1b."""
-    source = source or os.environ.get(WEIGHTS_ENV, "").strip() or CSM_REPO
+    source = source or env.text(WEIGHTS_ENV) or CSM_REPO
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a repo id or folder path, got {type(source).__name__}")
     source = os.fspath(source)
@@ -165,8 +158,19 @@ def tiny_model(config: CSMConfig | None = None, device=None, dtype=None, seed: i
 
 
 def load_model(mode: str | None = None, device=None, dtype=None, source: str | None = None):
-    """(model, mode actually used): `real`, `tiny`, or `auto` = real else tiny, loudly."""
+    """(model, mode actually used): `real`, `tiny`, or `auto` = real if the weights are
+    within reach, else the offline mode with a banner saying why.
+
+    `auto` first looks only at this machine (a local folder, the hub cache, a GPU and a token):
+    without them it never tries the network. With them it tries to load, and falls back if
+    the hub refuses (for example a token whose owner has not accepted the terms).
+    """
     mode = resolve_mode(mode)
+    if mode == "auto" and source is None:
+        likely, reason = real_weights_reason()
+        if not likely:
+            banner("the CSM model", reason)
+            return tiny_model(device=device, dtype=dtype), OFFLINE_MODE
     if mode == "tiny":
         return tiny_model(device=device, dtype=dtype), "tiny"
     try:
@@ -175,4 +179,4 @@ def load_model(mode: str | None = None, device=None, dtype=None, source: str | N
         if mode == "real":
             raise
         banner("the CSM model", str(err))
-        return tiny_model(device=device, dtype=dtype), "tiny"
+        return tiny_model(device=device, dtype=dtype), OFFLINE_MODE

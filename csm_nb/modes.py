@@ -11,16 +11,17 @@ import sys
 
 import torch
 
+from . import env
+
 MODES = ("real", "tiny", "auto")
-MODE_ENV = "CSM_NB_MODE"          # default mode when a call passes mode=None
-WEIGHTS_ENV = "CSM_NB_WEIGHTS"    # a local folder laid out like the sesame/csm-1b repo
-MIMI_ENV = "CSM_NB_MIMI"          # a local folder or .safetensors file holding Mimi's weights
+OFFLINE_MODE = "tiny"             # what `auto` falls back to when the real weights are out of reach
+MODE_ENV, WEIGHTS_ENV, MIMI_ENV = env.MODE, env.WEIGHTS, env.MIMI
 
 
 def resolve_mode(mode: str | None = None) -> str:
     """Return "real", "tiny" or "auto": the argument, else $CSM_NB_MODE, else "auto"."""
     if mode is None:
-        mode = os.environ.get(MODE_ENV, "").strip().lower() or "auto"
+        mode = (env.text(MODE_ENV) or "auto").lower()
         source = f"${MODE_ENV}"
     else:
         source = "mode"
@@ -100,41 +101,64 @@ def banner(what: str, reason: str) -> str:
 CSM_REPO = "sesame/csm-1b"
 
 
-def _real_weights_reason() -> tuple[bool, str]:
-    """Can `real` mode probably load CSM-1B here? Cheap checks only: no download."""
-    folder = os.environ.get(WEIGHTS_ENV, "").strip()
+def hub_token() -> str | None:
+    """The Hugging Face token this machine has ($HF_TOKEN, `huggingface-cli login`'s file, or
+    Colab's secret), found without any network call; None when there is none."""
+    try:
+        from huggingface_hub import get_token
+        return get_token()
+    except Exception:      # a broken token file (or Colab refusing access) must not break a banner
+        return None
+
+
+def real_weights_reason() -> tuple[bool, str]:
+    """Can `real` mode probably load CSM-1B here? Cheap local checks only: no network call.
+
+    Returns (likely, why). What it cannot see without asking the hub (a token whose owner has
+    not accepted the terms) shows up when loading, and `auto` then falls back with that reason.
+    """
+    folder = env.text(WEIGHTS_ENV)
     if folder:
         if os.path.isfile(os.path.join(folder, "model.safetensors")):
             return True, f"${WEIGHTS_ENV}={folder} holds model.safetensors"
         return False, f"${WEIGHTS_ENV}={folder} has no model.safetensors"
     try:
         from huggingface_hub import try_to_load_from_cache
-        cache_dir = os.environ.get("HF_HUB_CACHE", "").strip() or None
-        cached = try_to_load_from_cache(CSM_REPO, "model.safetensors", cache_dir=cache_dir)
+        cached = try_to_load_from_cache(CSM_REPO, "model.safetensors",
+                                        cache_dir=env.hub_cache_dir())
     except Exception:  # a broken cache must not break a banner
         cached = None
     if isinstance(cached, str):
         return True, f"{CSM_REPO} is in the Hugging Face cache"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
-        return False, f"HF_HUB_OFFLINE is set and {CSM_REPO} is not in the local cache"
+    if env.hub_offline():
+        return False, (f"offline: ${env.HF_OFFLINE} is set and {CSM_REPO} is not in the local "
+                       f"cache (download it once on a connected machine, or set ${WEIGHTS_ENV} "
+                       "to a folder holding it)")
     if not torch.cuda.is_available():
         return False, ("no GPU: CSM-1B would take minutes per second of audio on a CPU "
                        f"(set {MODE_ENV}=real to try anyway)")
-    return True, f"a GPU is present; {CSM_REPO} will be loaded from the hub (gated: needs a token)"
+    if hub_token() is None:
+        return False, (f"no Hugging Face token: {CSM_REPO} is gated. Accept its terms at "
+                       f"https://huggingface.co/{CSM_REPO}, then log in (Colab: add HF_TOKEN "
+                       "in Secrets, or run huggingface_hub.notebook_login(); elsewhere "
+                       "`huggingface-cli login` or $HF_TOKEN)")
+    return True, (f"a GPU and a Hugging Face token are present; {CSM_REPO} will be loaded from "
+                  "the hub (if its terms are not accepted yet, the offline mode takes over)")
+
+
+def decide_mode(mode: str | None = None) -> tuple[str, str]:
+    """(mode, why) without loading anything: `auto` becomes `real` only when the weights look
+    reachable (a local folder, the hub cache, or a GPU with a hub token), else the offline mode."""
+    mode = resolve_mode(mode)
+    if mode != "auto":
+        return mode, f"asked for {mode} (argument or ${MODE_ENV})"
+    ok, reason = real_weights_reason()
+    return ("real" if ok else OFFLINE_MODE), reason
 
 
 def notebook_mode(mode: str | None = None) -> str:
-    """Decide the mode for a whole notebook and print one line saying which and why.
-
-    `auto` picks `real` only when the weights look reachable (a local folder, the hub cache,
-    or a GPU with hub access); otherwise `tiny`, saying the audio will be noise.
-    """
-    mode = resolve_mode(mode)
-    if mode == "auto":
-        ok, reason = _real_weights_reason()
-        mode = "real" if ok else "tiny"
-    else:
-        reason = f"asked for {mode} (argument or ${MODE_ENV})"
+    """Decide the mode for a whole notebook and print one line saying which and why."""
+    mode, reason = decide_mode(mode)
     device = default_device()
     if mode == "real":
         print(f"csm_nb mode: REAL weights on {device} ({reason}).")

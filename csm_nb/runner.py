@@ -51,8 +51,7 @@ def main(argv=None) -> int:
         print(f"no notebooks in {args.folder}", file=sys.stderr)
         return 2
     from .modes import notebook_mode
-    mode = notebook_mode()
-    os.environ["CSM_NB_MODE"] = mode          # every kernel inherits one decision
+    mode = notebook_mode()                    # printed once here; each notebook decides again
     os.environ.setdefault("MPLBACKEND", "Agg")
     rows = []
     for path in notebooks:

@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from . import env
 from .config import CSMConfig
 from .modes import CSM_REPO, resolve_mode
 
@@ -166,7 +167,7 @@ def load_tokenizer(source: str | None = None, mode: str | None = None, token=Non
     mode = resolve_mode(mode)
     if mode == "tiny":
         return tiny_tokenizer()
-    source = source or os.environ.get("CSM_NB_WEIGHTS", "").strip() or None
+    source = source or env.text(env.WEIGHTS)
     candidates = [source] if source else [CSM_REPO, TOKENIZER_MIRROR]
     errors = []
     for candidate in candidates:

@@ -74,9 +74,17 @@ def tiny_mimi_structure(monkeypatch):
 
 # ------------------------------------------------------------------ the hub
 
+def gpu_with_token(monkeypatch):
+    """What makes `auto` try the hub at all: a GPU (faked) and a Hugging Face token."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+
+
 def no_network(monkeypatch):
     """Every HTTP request fails as it does without a network, and hf's retry waits are
-    skipped (its real backoff sleeps 1+2+4+8+8 s per file)."""
+    skipped (its real backoff sleeps 1+2+4+8+8 s per file). A GPU and a token are faked, so
+    `auto` gets as far as asking the hub."""
+    gpu_with_token(monkeypatch)
     import requests
     from huggingface_hub.utils import _http
 
@@ -113,6 +121,8 @@ def test_hub_errors_without_a_friendly_type_still_say_what_to_do(offline, monkey
     def down(*args, **kwargs):
         raise HfHubHTTPError("503 Server Error: Service Unavailable")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", down)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    gpu_with_token(monkeypatch)
     with pytest.raises(OSError, match="503 Server Error.*CSM_NB_WEIGHTS"):
         csm_nb.from_pretrained("sesame/csm-1b", device="cpu")
     assert csm_nb.load_model("auto", device="cpu")[1] == "tiny"
@@ -136,6 +146,8 @@ def test_gated_repo_without_a_token(offline, monkeypatch, capsys):
             return str(mirror / filename)
         raise GatedRepoError(f"403 Client Error: access to {repo_id} is restricted")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    gpu_with_token(monkeypatch)         # a token, but its owner has not accepted the terms
 
     model, mode = csm_nb.load_model("auto", device="cpu")
     banner = capsys.readouterr().err
@@ -486,7 +498,8 @@ def test_auto_generator_falls_back_loudly_and_consistently(offline, capsys):
     err = capsys.readouterr().err
     assert gen.mode == "tiny" and gen.codec.mode == "tiny"
     assert err.count("TINY MODE") == 1, "one banner for one decision"
-    assert "TINY MODE for the CSM model" in err and "Why: model.safetensors of sesame/csm-1b" in err
+    assert "TINY MODE for the CSM model" in err
+    assert "Why: offline: $HF_HUB_OFFLINE is set and sesame/csm-1b is not in the local cache" in err
 
 
 def test_auto_never_pairs_real_weights_with_a_random_codec(offline, monkeypatch):

@@ -11,9 +11,8 @@ stored here are `SPEAKER_PROMPTS` of SesameAILabs/csm `run_csm.py` as found in s
 third-party copies, which agree with each other and with the doc's start and end.
 
 In tiny mode (or `auto` without hub access) a stand-in takes the prompt's place, labelled
-"(stand-in ...)": the espeak-ng clip shipped in notebooks/assets/speech.wav with ITS OWN
-transcript (a prompt's text must match its audio), or, where that file is not around
-(a pip install), a synthetic hum. Tiny models make noise from either; the rows are real.
+"(stand-in ...)": the espeak-ng clip shipped as package data (csm_nb/data/speech.wav) with
+ITS OWN transcript (a prompt's text must match its audio), or a synthetic hum if asked. Tiny models make noise from either; the rows are real.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import data
 from .config import CSMConfig
 from .generator import Segment
 from .modes import CSM_REPO, banner, resolve_mode
@@ -74,8 +74,8 @@ PROMPTS: dict[str, PromptInfo] = {p.name: p for p in [
         "some trick-the way your eyebrows raise.")),
 ]}
 
-# The shipped clip (notebooks/assets/README.md says how it was made) and what it says.
-STANDIN_FILE = Path(__file__).resolve().parent.parent / "notebooks" / "assets" / "speech.wav"
+# The shipped clip (csm_nb/data/README.md says how it was made) and what it says.
+STANDIN_FILE = data.FOLDER / "speech.wav"
 STANDIN_TRANSCRIPT = ("Hello! Mimi turns my voice into codes, twelve and a half times a "
                       "second.")
 _HUM_SECONDS = 3.0

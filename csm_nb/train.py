@@ -56,10 +56,7 @@ def toy_csm_config(num_codebooks: int = 8, codebook_size: int = 128, width: int 
                      audio_vocab_size=codebook_size + AUDIO_SPECIAL_IDS)
 
 
-# ---- the two-voice dataset (notebooks/assets/dataset) -------------------------------------
-
-DATASET_URL = ("https://raw.githubusercontent.com/csm-notebooks/csm-notebooks/main/"
-               "notebooks/assets/dataset/")
+# ---- the two-voice dataset (package data: csm_nb/data/two_voices) ------------------------
 
 
 @dataclass
@@ -70,18 +67,17 @@ class Utterance:
     audio: torch.Tensor   # float32 [T] at the file's rate (24 kHz for the shipped set)
 
 
-def load_dataset(folder: str | Path = "assets/dataset", download: bool = False):
+def load_dataset(folder: str | Path | None = None):
     """(utterances, sample rate) from a folder with transcripts.tsv (file, voice, text) and
-    its wav files; with `download`, a missing folder is fetched from the project's GitHub."""
+    its wav files; default: the two-voice set shipped with the package."""
+    from . import data
     from .codec import load_audio
 
-    folder = Path(folder)
+    folder = data.path("two_voices") if folder is None else Path(folder)
     index = folder / "transcripts.tsv"
-    if not index.is_file() and download:
-        _download_dataset(folder)
     if not index.is_file():
-        raise FileNotFoundError(f"no {index}: run from notebooks/ (the dataset is "
-                                "notebooks/assets/dataset), pass its folder, or download=True")
+        raise FileNotFoundError(f"no {index}: pass a folder holding transcripts.tsv (file, "
+                                "voice, text) and its wav files, or no folder for the shipped set")
     with open(index, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     names = sorted({r["voice"] for r in rows})
@@ -94,18 +90,6 @@ def load_dataset(folder: str | Path = "assets/dataset", download: bool = False):
     if len(rates) != 1:
         raise ValueError(f"{folder}: the clips have different sample rates {sorted(rates)}")
     return data, rates.pop()
-
-
-def _download_dataset(folder: Path) -> None:
-    import urllib.request
-    folder.mkdir(parents=True, exist_ok=True)
-    index = folder / "transcripts.tsv"
-    urllib.request.urlretrieve(DATASET_URL + "transcripts.tsv", index.with_suffix(".part"))
-    with open(index.with_suffix(".part"), newline="") as f:
-        files = [r["file"] for r in csv.DictReader(f, delimiter="\t")]
-    for name in files:
-        urllib.request.urlretrieve(DATASET_URL + name, folder / name)
-    index.with_suffix(".part").rename(index)     # last, so a half download is not a dataset
 
 
 # ---- conversations as rows ------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The toy codec: Mimi's frame layout, RVQ that refines level by level, a bounded round trip.
 
 The round-trip bound (mel distance, dB, csm_nb.codec.mel_distance) on the shipped clip
-notebooks/assets/speech.wav, with 8 levels of 32 centroids learned from that clip:
+csm_nb/data/speech.wav, with 8 levels of 32 centroids learned from that clip:
 
     Griffin-Lim from the exact, unquantised frame vectors   2.16   (no codebook can do better)
     8 levels (measured 2.63)                           bound 3.5
@@ -14,16 +14,16 @@ the audio goes through floating-point STFTs).
 """
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from csm_nb import data as csm_nb_data
 from csm_nb.codec import load_audio, mel_distance
 from csm_nb.toycodec import ToyCodec, kmeans, nearest
 from csm_nb.train import load_dataset
 
-ASSETS = Path(__file__).resolve().parents[1] / "notebooks" / "assets"
+ASSETS = csm_nb_data.FOLDER
 ROUND_TRIP_BOUND_DB = 3.5
 LEVELS = [1, 2, 4, 8]
 
@@ -82,7 +82,7 @@ def test_fit_is_deterministic(toy, clip):
 
 
 def test_dataset_never_encodes_the_stop_frame():
-    data, rate = load_dataset(ASSETS / "dataset")
+    data, rate = load_dataset(ASSETS / "two_voices")
     codec = ToyCodec().fit([u.audio for u in data], rate, num_codebooks=8, codebook_size=128)
     for u in data:
         codes = codec.encode(u.audio, rate)

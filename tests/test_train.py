@@ -2,15 +2,15 @@
 loop, and a model trained here that says its one training utterance back, code for code."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 import csm_nb
+from csm_nb import data as csm_nb_data
 from csm_nb import train as T
 
-ASSETS = Path(__file__).resolve().parents[1] / "notebooks" / "assets"
+ASSETS = csm_nb_data.FOLDER
 K, BINS = 4, 16                    # a 4-level toy codec with 16 codes per level
 V = BINS + T.AUDIO_SPECIAL_IDS
 
@@ -161,12 +161,12 @@ def test_context_batches(tokenizer):
 
 
 def test_load_dataset():
-    data, rate = T.load_dataset(ASSETS / "dataset")
+    data, rate = T.load_dataset(ASSETS / "two_voices")
     assert rate == 24_000 and len(data) >= 24
     texts = [sorted(u.text for u in data if u.voice == v) for v in (0, 1)]
     assert texts[0] == texts[1] and len(texts[0]) >= 12        # every sentence in both voices
     assert all(u.audio.dtype == torch.float32 and u.audio.dim() == 1 for u in data)
-    size = sum(p.stat().st_size for p in (ASSETS / "dataset").iterdir())
+    size = sum(p.stat().st_size for p in (ASSETS / "two_voices").iterdir())
     assert size < 2_000_000
 
 

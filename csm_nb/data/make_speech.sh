@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Regenerate notebooks/assets/speech.wav: a short English sentence spoken by espeak-ng,
+# Regenerate csm_nb/data/speech.wav: a short English sentence spoken by espeak-ng,
 # 16-bit mono PCM at Mimi's 24 kHz, peak-normalised to -3 dBFS (about 4 s, ~200 KB).
 # Needs the Debian packages espeak-ng and sox:  sudo apt-get install espeak-ng sox
 # espeak-ng (and its voice data) is GPL-3.0-or-later; the audio it renders is ours
-# (see notebooks/assets/README.md). Output is deterministic for a given espeak-ng version.
+# (see csm_nb/data/README.md). Output is deterministic for a given espeak-ng version.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-out="$here/notebooks/assets/speech.wav"
+out="$here/csm_nb/data/speech.wav"
 text="Hello! Mimi turns my voice into codes, twelve and a half times a second."
 rate=24000        # Mimi's sample rate (csm_nb.config.CSMConfig.sample_rate)
 voice="en-us"     # espeak-ng voice; speed in words per minute below

@@ -1,7 +1,7 @@
-"""Regenerate notebooks/assets/dataset/: short sentences, each spoken by two espeak-ng voices.
+"""Regenerate csm_nb/data/two_voices/: short sentences, each spoken by two espeak-ng voices.
 
     sudo apt-get install espeak-ng        # Debian's eSpeak NG (1.51 made the shipped files)
-    python notebooks/assets/make_dataset.py
+    python csm_nb/data/make_two_voices.py
 
 Every sentence is rendered by voice A (low, American) and voice B (high, British), so the
 notebook can show that the same words come out in the voice its context asks for. Each clip
@@ -10,7 +10,7 @@ written as 16-bit mono PCM with the standard library's `wave` (same bytes on eve
 the same espeak-ng). `transcripts.tsv` lists file, voice and text, one clip per line.
 
 eSpeak NG is GPL-3.0-or-later; we only run it. The audio it renders is this project's own
-(see dataset/README.md).
+(see two_voices/README.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
-OUT = Path(__file__).resolve().parent / "dataset"
+OUT = Path(__file__).resolve().parent / "two_voices"
 SAMPLE_RATE = 24_000            # CSM's (and Mimi's) rate: csm_nb.CSMConfig.sample_rate
 PEAK_DBFS = -3.0                # peak level after normalisation
 SILENCE_DB = -40.0              # below this (relative to the peak) counts as silence

@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 # Run every notebook top to bottom (tiny mode unless real weights and a GPU are reachable),
 # keep the executed copies with their outputs, and print where they are.
 run: venv
-	$(BIN)/python -m csm_nb.runner notebooks --out results
+	$(BIN)/python -m csm_nb.apps.runner notebooks --out results
 
 # Open the notebooks in JupyterLab (installed on first use).
 lab: venv

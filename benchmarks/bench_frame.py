@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import csm_nb  # noqa: E402
-from csm_nb.profiling import OpCounter, measure_bandwidth, timed, weight_bytes_per_frame  # noqa: E402
+from csm_nb.core.profiling import OpCounter, measure_bandwidth, timed, weight_bytes_per_frame  # noqa: E402
 
 
 def random_prompt(cfg, rows: int, seed: int = 0):
@@ -147,10 +147,10 @@ def main(argv=None):
     p.add_argument("--skip-sweeps", action="store_true")
     args = p.parse_args(argv)
 
-    device = csm_nb.modes.resolve_device(args.device)
+    device = csm_nb.loading.modes.resolve_device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
              None: None}[args.dtype]
-    dtype = csm_nb.modes.resolve_dtype(dtype, device)
+    dtype = csm_nb.loading.modes.resolve_dtype(dtype, device)
     cfg = csm_nb.CSMConfig.tiny() if args.size == "tiny" else csm_nb.CSMConfig.csm_1b()
     frames = args.frames or (12 if args.size == "tiny" else 4)
     torch.manual_seed(0)

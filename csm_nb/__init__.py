@@ -5,21 +5,22 @@ network; everything that does is a function call.
 """
 
 from . import data
-from .codec import Codec, CodecStream, MimiUnavailable, load_audio, load_codec
-from .config import CSMConfig, LlamaConfig
-from .generate import STOP, FrameInfo, generate_codes
-from .generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
-from .hub import from_pretrained, load_model, tiny_model
-from .model import CSM
-from .modes import notebook_mode
-from .sampling import sample_topk
-from .text import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
+from .audio.mimi import Codec, CodecStream, MimiUnavailable, load_audio, load_codec
+from .core.config import CSMConfig, LlamaConfig
+from .core.generate import STOP, FrameInfo, generate_codes
+from .core.model import CSM
+from .core.rows import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
+from .core.sampling import sample_topk
+from .loading.modes import notebook_mode
+from .loading.weights import from_pretrained, load_model, tiny_model
+from .speech.generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
 
 CSM.from_pretrained = staticmethod(from_pretrained)
 
 __all__ = [
-    "CSM", "CSMConfig", "Codec", "CodecStream", "ContextBudget", "FrameInfo", "Generator", "LlamaConfig",
-    "MimiUnavailable", "RunawayGuard", "STOP", "Segment", "audio_rows", "load_audio", "from_pretrained", "generate_codes",
-    "load_codec", "load_generator", "load_model", "load_tokenizer", "notebook_mode",
-    "sample_topk", "text_rows", "tiny_model", "tiny_tokenizer",
+    "CSM", "CSMConfig", "Codec", "CodecStream", "ContextBudget", "FrameInfo", "Generator",
+    "LlamaConfig", "MimiUnavailable", "RunawayGuard", "STOP", "Segment", "audio_rows", "data",
+    "from_pretrained", "generate_codes", "load_audio", "load_codec", "load_generator",
+    "load_model", "load_tokenizer", "notebook_mode", "sample_topk", "text_rows", "tiny_model",
+    "tiny_tokenizer",
 ]

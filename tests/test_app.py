@@ -1,4 +1,4 @@
-"""csm_nb.app without a browser: checking what was typed and uploaded, the page's wiring,
+"""csm_nb.apps.demo without a browser: checking what was typed and uploaded, the page's wiring,
 and a tiny-mode run through the same handler the Generate button calls."""
 
 import subprocess
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import csm_nb.generator
-from csm_nb import app, audio_io
-from csm_nb.prompts import PROMPTS
+import csm_nb.speech.generator
+from csm_nb.apps import demo as app
+from csm_nb.audio import signal as audio_io
+from csm_nb.speech.prompts import PROMPTS
 
 SPF = 1920                     # samples per 80 ms frame at 24 kHz
 TURNS = [(0, "Hey how are you doing."), (1, "Pretty good, pretty good.")]
@@ -19,7 +20,7 @@ TURNS = [(0, "Hey how are you doing."), (1, "Pretty good, pretty good.")]
 
 @pytest.fixture(scope="module")
 def gen():
-    return csm_nb.generator.load_generator("tiny")
+    return csm_nb.speech.generator.load_generator("tiny")
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def no_model(monkeypatch):
     """Loading a model here fails the test: bad input must be refused before any model work."""
     def refuse(*args, **kwargs):
         raise AssertionError("the app loaded a model")
-    monkeypatch.setattr(csm_nb.generator, "load_generator", refuse)
+    monkeypatch.setattr(csm_nb.speech.generator, "load_generator", refuse)
 
 
 # ------------------------------------------------------------------ the conversation box
@@ -130,7 +131,7 @@ def test_mode_is_decided_without_loading_and_the_banner_says_why(monkeypatch, no
 
 
 def test_importing_the_app_is_cheap():
-    code = ("import sys, csm_nb.app; "
+    code = ("import sys, csm_nb.apps.demo; "
             "print(sorted(m for m in ('gradio', 'moshi') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
@@ -225,7 +226,7 @@ def test_launch_passes_share_through_and_main_refuses_bad_options(monkeypatch, g
     gr = pytest.importorskip("gradio")
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
-    monkeypatch.setattr(csm_nb.generator, "load_generator", lambda mode, device=None: gen)
+    monkeypatch.setattr(csm_nb.speech.generator, "load_generator", lambda mode, device=None: gen)
     blocks = app.launch(share=True, mode="tiny", server_port=7999)
     assert isinstance(blocks, gr.Blocks)
     assert calls == [{"share": True, "server_name": "127.0.0.1", "server_port": 7999,

@@ -62,7 +62,7 @@ def test_bad_generation_args(model, rows, kw, error, match):
 
 
 def test_exact_fit_is_allowed(model, rows):
-    from csm_nb.generate import check_prompt
+    from csm_nb.core.generate import check_prompt
     check_prompt(model, *rows, max_frames=2048 - 11)     # every position used: fine
 
 

@@ -22,10 +22,11 @@ import torch
 from safetensors.torch import save_file
 
 import csm_nb
-from csm_nb import audio_io, prompts
-from csm_nb import codec as C
-from csm_nb.__main__ import main
-from csm_nb.generator import Generator, RunawayGuard, Segment
+from csm_nb.audio import signal as audio_io
+from csm_nb.speech import prompts
+from csm_nb.audio import mimi as C
+from csm_nb.apps.cli import main
+from csm_nb.speech.generator import Generator, RunawayGuard, Segment
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|")
@@ -253,7 +254,7 @@ CASES = {
     "audio-rows-uint64": lambda e: csm_nb.audio_rows(torch.zeros(32, 3, dtype=torch.uint64)),
     "audio-rows-negative": lambda e: csm_nb.audio_rows(torch.full((32, 3), -1)),
     "tokenizer-offline": lambda e: csm_nb.load_tokenizer(mode="real"),
-    "tokenizer-not-llama": lambda e: csm_nb.text.with_csm_template(
+    "tokenizer-not-llama": lambda e: csm_nb.core.rows.with_csm_template(
         tokenizers.Tokenizer(tokenizers.models.BPE())),
     # Codec
     "codec-mode": lambda e: C.load_codec("huge"),

@@ -9,8 +9,8 @@ import wave
 import pytest
 import torch
 
-from csm_nb import audio_io
-from csm_nb.__main__ import main, parse_script
+from csm_nb.audio import signal as audio_io
+from csm_nb.apps.cli import main, parse_script
 
 SPF = 1920
 

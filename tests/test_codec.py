@@ -1,4 +1,4 @@
-"""csm_nb.codec: shapes, RVQ prefixes, streaming, loading (folder, env, fake hub cache), bad input.
+"""csm_nb.audio.mimi: shapes, RVQ prefixes, streaming, loading (folder, env, fake hub cache), bad input.
 
 All on the tiny random Mimi (same structure as the real one: 24 kHz, 1920 samples per frame,
 32 codebooks of 2048 bins). "Real" loading is exercised with that tiny Mimi's weights saved
@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from csm_nb import codec as C
-from csm_nb.config import CSMConfig
+from csm_nb.audio import mimi as C
+from csm_nb.core.config import CSMConfig
 
 CFG = CSMConfig.csm_1b()
 SPF = CFG.samples_per_frame          # 1920

@@ -1,4 +1,4 @@
-"""csm_nb.codec (moshi's Mimi) against transformers' MimiModel on the same random weights.
+"""csm_nb.audio.mimi (moshi's Mimi) against transformers' MimiModel on the same random weights.
 
 Recipe C of docs/csm-reference.md: rename moshi's keys to transformers', split the fused
 attention projection into q, k, v and reorder the q/k rows (moshi rotates interleaved pairs,
@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from csm_nb import codec as C
+from csm_nb.audio import mimi as C
 
 transformers = pytest.importorskip("transformers")
 

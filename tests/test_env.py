@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb import env, hub, modes
+from csm_nb import env
+from csm_nb.loading import modes
+from csm_nb.loading import weights as hub
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -36,7 +38,7 @@ def test_unset_flags_take_their_default_and_nonsense_is_refused(monkeypatch):
 
 def test_every_reader_uses_the_same_table(monkeypatch):
     """The places that once parsed these variables their own way now agree."""
-    from csm_nb import fast
+    from csm_nb.core import fast
     monkeypatch.setenv(env.CUDA_GRAPHS, "off")
     assert not fast.cuda_graphs_enabled(torch.device("cuda"))
     monkeypatch.setenv(env.CUDA_GRAPHS, "yes")
@@ -118,7 +120,7 @@ def test_terms_not_accepted_fall_back_while_loading_with_the_hub_s_reason(gpu_ma
 
 
 def test_the_app_decides_like_the_notebooks(gpu_machine):
-    from csm_nb import app
+    from csm_nb.apps import demo as app
     demo = app.Demo(mode=None)
     assert (demo.mode, demo.reason) == modes.decide_mode(None)
     assert demo.load_mode == "auto"

@@ -1,4 +1,4 @@
-"""csm_nb.exercises, notebook 01: right answers pass, wrong ones fail kindly, wrong kinds raise."""
+"""csm_nb.teach.exercises, notebook 01: right answers pass, wrong ones fail kindly, wrong kinds raise."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csm_nb import exercises as E
+from csm_nb.teach import exercises as E
 
 
 def verdict(capsys, ok, check, *args, **kwargs):

@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import save_file
 
 import csm_nb
-import csm_nb.generator as generator_module
-from csm_nb import codec as C
-from csm_nb import widgets
-from csm_nb.__main__ import main
-from csm_nb.generator import Generator, Segment, load_generator
-from csm_nb.modes import notebook_mode
+import csm_nb.speech.generator as generator_module
+from csm_nb.audio import mimi as C
+from csm_nb.teach import widgets
+from csm_nb.apps.cli import main
+from csm_nb.speech.generator import Generator, Segment, load_generator
+from csm_nb.loading.modes import notebook_mode
 from tests.test_hub import hf_config_json
 
 SR, SPF = 24_000, 1920

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb import fast
-from csm_nb.generate import decode_frame
-from csm_nb.sampling import draw_noise
+from csm_nb.core import fast
+from csm_nb.core.generate import decode_frame
+from csm_nb.core.sampling import draw_noise
 from tests.conftest import mixed_prompt
 
 

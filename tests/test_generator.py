@@ -1,4 +1,4 @@
-"""csm_nb.generator: segments, context packing and budget, streaming, seeds, guard, hooks."""
+"""csm_nb.speech.generator: segments, context packing and budget, streaming, seeds, guard, hooks."""
 
 import math
 import types
@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import csm_nb
-import csm_nb.codec
-import csm_nb.hub
-import csm_nb.text
-from csm_nb.codec import load_codec
-from csm_nb.generator import (ContextTrimmed, Generator, RunawayGuard, Segment,
+import csm_nb.audio.mimi
+import csm_nb.loading.weights
+import csm_nb.core.rows
+from csm_nb.audio.mimi import load_codec
+from csm_nb.speech.generator import (ContextTrimmed, Generator, RunawayGuard, Segment,
                               frame_levels_db, load_generator)
-from csm_nb.text import BOS_ID, EOS_ID
+from csm_nb.core.rows import BOS_ID, EOS_ID
 
 SR, SPF, K = 24_000, 1920, 32
 
@@ -245,15 +245,15 @@ def test_generate_conversation_grows_the_context(gen):
 def test_load_generator_makes_one_mode_decision(monkeypatch):
     seen = {}
     model = csm_nb.tiny_model(device="cpu")
-    monkeypatch.setattr(csm_nb.hub, "load_model", lambda mode, device, dtype: (model, "real"))
-    monkeypatch.setattr(csm_nb.text, "load_tokenizer",
+    monkeypatch.setattr(csm_nb.loading.weights, "load_model", lambda mode, device, dtype: (model, "real"))
+    monkeypatch.setattr(csm_nb.core.rows, "load_tokenizer",
                         lambda mode: seen.setdefault("tokenizer", mode) and csm_nb.tiny_tokenizer())
-    real_codec = csm_nb.codec.load_codec
+    real_codec = csm_nb.audio.mimi.load_codec
 
     def fake_codec(mode, device):
         seen["codec"] = mode
         return real_codec("tiny", device)
-    monkeypatch.setattr(csm_nb.codec, "load_codec", fake_codec)
+    monkeypatch.setattr(csm_nb.audio.mimi, "load_codec", fake_codec)
     gen = load_generator("auto")
     assert gen.mode == "real" and seen == {"tokenizer": "real", "codec": "real"}
 
@@ -322,7 +322,7 @@ def test_guard_through_generate_and_stream(gen):
 def test_viz_figures_for_the_notebook(gen):
     from matplotlib.figure import Figure
 
-    from csm_nb import viz
+    from csm_nb.teach import viz
     context = _three_segments()
     trimmed = gen.context_budget("Go", 1, context, (2048 - 20) * 80)
     assert not trimmed.fits and trimmed.first_kept == 3
@@ -337,7 +337,7 @@ def test_viz_figures_for_the_notebook(gen):
 
 
 def test_conversation_builder_headless(gen):
-    from csm_nb import widgets
+    from csm_nb.teach import widgets
     prompt = Segment(0, "Hi", tone(0.2), SR)
     box = widgets.conversation_builder(gen, [prompt], turns=[(1, "One.")],
                                        max_audio_length_ms=160, progress=False)
@@ -350,7 +350,7 @@ def test_conversation_builder_headless(gen):
 
 
 def test_exercise_checkers(gen, capsys):
-    from csm_nb import exercises as ex
+    from csm_nb.teach import exercises as ex
     assert ex.check_speaker_prefix("[1]Nice to meet you.")
     assert not ex.check_speaker_prefix("[1] Nice to meet you.")
     assert not ex.check_speaker_prefix(None)
@@ -379,7 +379,7 @@ def test_exercise_checkers(gen, capsys):
 def test_load_generator_reads_the_mode_env_at_call_time(monkeypatch):
     monkeypatch.setenv("CSM_NB_MODE", "tiny")
     asked = []
-    monkeypatch.setattr(csm_nb.hub, "load_model",
+    monkeypatch.setattr(csm_nb.loading.weights, "load_model",
                         lambda mode, device, dtype: asked.append(mode) or (
                             csm_nb.tiny_model(device="cpu"), "tiny"))
     assert load_generator().mode == "tiny"

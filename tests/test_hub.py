@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import csm_nb
-from csm_nb.hub import config_from_json
+from csm_nb.loading.weights import config_from_json
 from tests.reference.weights import random_csm
 
 REPO = "sesame/csm-1b"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb.generate import decode_frame
-from csm_nb.sampling import draw_noise
+from csm_nb.core.generate import decode_frame
+from csm_nb.core.sampling import draw_noise
 from tests.conftest import mixed_prompt
 from tests.reference.weights import parity_config, random_csm
 
@@ -134,7 +134,7 @@ def test_batch_with_left_padding_equals_one_by_one(model, tokenizer):
 
 
 def test_stop_frame_is_dropped_and_later_rows_zero_filled():
-    from csm_nb.generate import _trim
+    from csm_nb.core.generate import _trim
     codes = torch.randint(1, 2048, (2, 32, 6))
     codes[0, :, 3] = 0                       # row 0 stops at frame 3
     out = _trim(codes.clone(), single=False)
@@ -147,7 +147,7 @@ def test_stop_frame_is_dropped_and_later_rows_zero_filled():
 
 
 def test_loop_stops_at_the_all_zero_frame(monkeypatch, model, tokenizer):
-    import csm_nb.generate as gen
+    import csm_nb.core.generate as gen
     calls = []
 
     def fake_frame(model, last_h, temperature, topk, noise, logits_out=None):

@@ -8,8 +8,8 @@ import torch
 from matplotlib.figure import Figure
 
 import csm_nb
-from csm_nb import exercises, viz, widgets
-from csm_nb.sampling import filtered_probs, sample_topk
+from csm_nb.teach import exercises, viz, widgets
+from csm_nb.core.sampling import filtered_probs, sample_topk
 from tests.conftest import mixed_prompt
 from tests.reference.weights import random_csm
 

@@ -13,9 +13,9 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 import csm_nb
-from csm_nb import exercises as E
-from csm_nb import viz
-from csm_nb.profiling import weight_bytes_per_frame
+from csm_nb.teach import exercises as E
+from csm_nb.teach import viz
+from csm_nb.core.profiling import weight_bytes_per_frame
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_fast_generation.ipynb"
 

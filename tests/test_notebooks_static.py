@@ -154,7 +154,7 @@ def test_the_mode_banner_comes_right_after_the_install_cell(notebook):
     path, nb = notebook
     banner = ast.parse(code_cells(nb)[1].source)
     calls = [ast.unparse(n.func) for n in ast.walk(banner) if isinstance(n, ast.Call)]
-    assert {"csm_nb.notebook_mode", "csm_nb.modes.notebook_mode"} & set(calls), (
+    assert {"csm_nb.notebook_mode", "csm_nb.loading.modes.notebook_mode"} & set(calls), (
         f"{path.name}: the first cell after the install cell must call csm_nb.notebook_mode()")
     assigned = [ast.unparse(n.targets[0]) for n in banner.body if isinstance(n, ast.Assign)
                 and isinstance(n.value, ast.Call) and ast.unparse(n.value.func).endswith(

@@ -82,7 +82,7 @@ def test_conversion_renames_and_permutes(pair):
 def test_rope_frequencies_equal(pair):
     """HF's llama3 rope_scaling rewrite gives torchtune's (= csm_nb's) frequencies."""
     ours, hf = pair
-    from csm_nb.llama import llama3_inv_freq
+    from csm_nb.core.llama import llama3_inv_freq
     for name, cfg, rotary in (("backbone", ours.config.backbone, hf.backbone_model.rotary_emb),
                               ("decoder", ours.config.decoder, hf.depth_decoder.model.rotary_emb)):
         ref = llama3_inv_freq(cfg)

@@ -1,13 +1,13 @@
-"""csm_nb.prompts: the six demo prompts, real loading (faked hub), labelled stand-ins."""
+"""csm_nb.speech.prompts: the six demo prompts, real loading (faked hub), labelled stand-ins."""
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 
-import csm_nb.hub
-from csm_nb import prompts
-from csm_nb.generator import Segment
+import csm_nb.loading.weights
+from csm_nb.speech import prompts
+from csm_nb.speech.generator import Segment
 
 
 def test_six_prompts_with_the_reference_transcripts():
@@ -63,7 +63,7 @@ def _fake_hub(monkeypatch, tmp_path, rate, channels):
     path = tmp_path / "prompt.wav"
     soundfile.write(path, data, rate, subtype="PCM_16")
     asked = []
-    monkeypatch.setattr(csm_nb.hub, "hub_file",
+    monkeypatch.setattr(csm_nb.loading.weights, "hub_file",
                         lambda repo, name, **kw: asked.append((repo, name)) or str(path))
     return asked
 
@@ -82,7 +82,7 @@ def test_real_mode_loads_from_the_hub_resampled_to_24k(monkeypatch, tmp_path, ra
 def test_real_mode_offline_raises_and_auto_stands_in(monkeypatch, capsys):
     def offline(repo, name, **kw):
         raise OSError(f"{name} of {repo} is not in the local cache")
-    monkeypatch.setattr(csm_nb.hub, "hub_file", offline)
+    monkeypatch.setattr(csm_nb.loading.weights, "hub_file", offline)
     with pytest.raises(OSError, match="local cache"):
         prompts.load_prompt("read_speech_a", mode="real")
     seg = prompts.load_prompt("read_speech_a", mode="auto")

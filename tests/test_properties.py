@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays, from_dtype
 
 import csm_nb
-from csm_nb import codec as C
-from csm_nb.generator import Generator, Segment
-from csm_nb.text import BOS_ID, EOS_ID
+from csm_nb.audio import mimi as C
+from csm_nb.speech.generator import Generator, Segment
+from csm_nb.core.rows import BOS_ID, EOS_ID
 
 SR, SPF, K = 24_000, 1920, 32
 CSM_NB = str(csm_nb.__path__[0])
@@ -378,7 +378,7 @@ def test_forward(prompt):
 @CHEAP
 @given(ANY_TEMPERATURE, ANY_TOPK, st.integers(1, 3000))
 def test_sampling_arguments(temperature, topk, vocab):
-    from csm_nb.sampling import check_sampling_args, sample_topk
+    from csm_nb.core.sampling import check_sampling_args, sample_topk
     if outcome(check_sampling_args, temperature, topk, vocab) is None:
         return
     logits = torch.randn(2, vocab, generator=torch.Generator().manual_seed(0))

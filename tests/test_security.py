@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb import codec as C
-from csm_nb.__main__ import main, parse_script
+from csm_nb.audio import mimi as C
+from csm_nb.apps.cli import main, parse_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "csm_nb").rglob("*.py"))
@@ -183,7 +183,7 @@ def test_a_prompt_transcript_with_code_is_spoken_text(tmp_path):
     code = CODE.format(marker=marker)
     voice = tmp_path / "voice.wav"
     soundfile.write(voice, 0.1 * torch.ones(2400).numpy(), 24_000)
-    from csm_nb.__main__ import load_prompt_spec
+    from csm_nb.apps.cli import load_prompt_spec
     seg = load_prompt_spec(f"{voice} | {code}", 1, "tiny")
     assert seg.text == code and seg.speaker == 1
     tokens, _ = csm_nb.text_rows(csm_nb.tiny_tokenizer(), seg.text, seg.speaker)

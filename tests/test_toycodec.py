@@ -1,6 +1,6 @@
 """The toy codec: Mimi's frame layout, RVQ that refines level by level, a bounded round trip.
 
-The round-trip bound (mel distance, dB, csm_nb.codec.mel_distance) on the shipped clip
+The round-trip bound (mel distance, dB, csm_nb.audio.mimi.mel_distance) on the shipped clip
 csm_nb/data/speech.wav, with 8 levels of 32 centroids learned from that clip:
 
     Griffin-Lim from the exact, unquantised frame vectors   2.16   (no codebook can do better)
@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from csm_nb import data as csm_nb_data
-from csm_nb.codec import load_audio, mel_distance
-from csm_nb.toycodec import ToyCodec, kmeans, nearest
-from csm_nb.train import load_dataset
+from csm_nb.audio.mimi import load_audio, mel_distance
+from csm_nb.audio.toy_codec import ToyCodec, kmeans, nearest
+from csm_nb.training.train import load_dataset
 
 ASSETS = csm_nb_data.FOLDER
 ROUND_TRIP_BOUND_DB = 3.5

@@ -1,4 +1,4 @@
-"""csm_nb.train: conversation rows, the CSM loss (checked against the inference path), the
+"""csm_nb.training.train: conversation rows, the CSM loss (checked against the inference path), the
 loop, and a model trained here that says its one training utterance back, code for code."""
 
 import math
@@ -8,7 +8,7 @@ import torch
 
 import csm_nb
 from csm_nb import data as csm_nb_data
-from csm_nb import train as T
+from csm_nb.training import train as T
 
 ASSETS = csm_nb_data.FOLDER
 K, BINS = 4, 16                    # a 4-level toy codec with 16 codes per level
@@ -211,7 +211,7 @@ def test_bad_input(batch, tokenizer, tmp_path):
 
 
 def test_notebook05_figures(batch):
-    from csm_nb import viz
+    from csm_nb.teach import viz
     history = T.train(small_model(), batch, steps=3, warmup=1, progress=False)
     fig = viz.plot_training(history, chance=math.log(V))
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4      # 3 losses + chance
@@ -227,7 +227,7 @@ def test_notebook05_figures(batch):
 
 
 def test_notebook05_exercises(capsys):
-    from csm_nb import exercises as E
+    from csm_nb.teach import exercises as E
     assert E.check_chance_loss(None, 131) is False
     assert E.check_chance_loss(math.log(131), 131) is True
     assert E.check_chance_loss(math.log2(131), 131) is False

@@ -1,4 +1,4 @@
-"""csm_nb.viz and csm_nb.widgets (codec sections): figures headless, players, the level mixer."""
+"""csm_nb.teach.viz and csm_nb.teach.widgets (codec sections): figures headless, players, the level mixer."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from csm_nb import codec as C
-from csm_nb import viz, widgets
+from csm_nb.audio import mimi as C
+from csm_nb.teach import viz, widgets
 
 SR, SPF = C.SAMPLE_RATE, C.SAMPLES_PER_FRAME
 

@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$here/csm_nb/data/speech.wav"
 text="Hello! Mimi turns my voice into codes, twelve and a half times a second."
-rate=24000        # Mimi's sample rate (csm_nb.config.CSMConfig.sample_rate)
+rate=24000        # Mimi's sample rate (csm_nb.core.config.CSMConfig.sample_rate)
 voice="en-us"     # espeak-ng voice; speed in words per minute below
 speed=170
 

@@ -14,7 +14,7 @@ import html
 import numpy as np
 import torch
 
-from . import codec as codec_lib
+from ..audio import mimi as codec_lib
 from . import viz
 
 SAMPLE_RATE = codec_lib.SAMPLE_RATE
@@ -121,7 +121,7 @@ def conversation_builder(gen, prompts=(), turns=(), max_audio_length_ms: float =
     import ipywidgets as W
     from IPython.display import display
 
-    from .generator import Segment
+    from ..speech.generator import Segment
 
     speaker = W.Dropdown(options=[(f"speaker {s}", s) for s in speakers], value=speakers[0],
                          description="speaker")
@@ -199,14 +199,14 @@ def sampling_explorer(logits, temperature: float = 0.9, topk: int = 50, show: in
     """Sliders for temperature and top-k over one real distribution (`logits` [V]).
 
     Shows the distribution before and after filtering, how many codes can still be drawn,
-    and `draws` samples from csm_nb.sampling with a fixed seed (same sliders, same draws).
+    and `draws` samples from csm_nb.core.sampling with a fixed seed (same sliders, same draws).
     Headless path: the first state renders at once; `box.render(temperature, topk)` does
     what moving the sliders does and returns the draws.
     """
     import ipywidgets as W
     from IPython.display import display
 
-    from .sampling import check_sampling_args, filtered_probs, sample_topk
+    from ..core.sampling import check_sampling_args, filtered_probs, sample_topk
 
     x = torch.as_tensor(viz._np(logits)).float().reshape(1, -1)           # [1, V]
     V = x.shape[-1]

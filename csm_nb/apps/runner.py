@@ -1,6 +1,6 @@
 """Run every notebook top to bottom and keep the executed copies: `make run`.
 
-    python -m csm_nb.runner notebooks --out results
+    python -m csm_nb.apps.runner notebooks --out results
 
 Each notebook runs in its own folder (as nbmake and Jupyter do), with cells tagged
 `skip-execution` (the Colab install cell) skipped. The executed notebook, outputs included,
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     if not notebooks:
         print(f"no notebooks in {args.folder}", file=sys.stderr)
         return 2
-    from .modes import notebook_mode
+    from ..loading.modes import notebook_mode
     mode = notebook_mode()                    # printed once here; each notebook decides again
     os.environ.setdefault("MPLBACKEND", "Agg")
     rows = []

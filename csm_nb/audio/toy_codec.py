@@ -26,8 +26,8 @@ import math
 import numpy as np
 import torch
 
-from .codec import prepare_audio
-from .config import CSMConfig
+from .mimi import prepare_audio
+from ..core.config import CSMConfig
 
 _DEFAULTS = CSMConfig.csm_1b()   # 24 kHz, 12.5 Hz, 1920 samples per frame
 
@@ -80,7 +80,7 @@ def _check_positive(name: str, value) -> None:
 
 
 class ToyCodec:
-    """Audio <-> [K, F] codes like `csm_nb.codec.Codec`: `ToyCodec().fit(clips)`."""
+    """Audio <-> [K, F] codes like `csm_nb.audio.mimi.Codec`: `ToyCodec().fit(clips)`."""
 
     mode = "toy"
     num_semantic = 0     # no level is trained to carry the words: all levels are "acoustic"

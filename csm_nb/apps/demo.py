@@ -1,8 +1,8 @@
 """The official demo, ours: a Gradio app like the `sesame/csm-1b` Space, on `csm_nb`.
 
     python -m csm_nb demo                    # http://127.0.0.1:7860
-    python -m csm_nb.app --share             # the same, plus a public link (Colab)
-    csm_nb.app.launch(share=True)            # from a notebook cell
+    python -m csm_nb.apps.demo --share             # the same, plus a public link (Colab)
+    csm_nb.apps.demo.launch(share=True)            # from a notebook cell
 
 Pick a voice prompt for speakers A and B (one of the six official ones, or your own clip
 with its transcript), type a conversation one line per turn (A, B, A, ...), and hear it:
@@ -10,8 +10,8 @@ each line is spoken with both prompts and every earlier line as context, as the 
 
 The page only collects and shows: checking what was typed and uploaded happens in the plain
 functions below (tested without a browser), and everything the model does goes through
-`csm_nb.generator` and `csm_nb.prompts`. Gradio is the optional `[demo]` extra: it is imported
-inside functions, so `import csm_nb.app` is cheap and needs no Gradio; nothing loads or
+`csm_nb.speech.generator` and `csm_nb.speech.prompts`. Gradio is the optional `[demo]` extra: it is imported
+inside functions, so `import csm_nb.apps.demo` is cheap and needs no Gradio; nothing loads or
 touches the network until `launch`/`main` (or the first click when `build_app` got no
 generator).
 """
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from torch import OutOfMemoryError
 
-from .audio_io import to_pcm16
-from .codec import MimiUnavailable
-from .config import CSMConfig
-from .generator import ContextTrimmed, Segment
-from .modes import decide_mode, resolve_mode
-from .prompts import load_prompt, prompt_info, prompt_names
+from ..audio.signal import to_pcm16
+from ..audio.mimi import MimiUnavailable
+from ..core.config import CSMConfig
+from ..speech.generator import ContextTrimmed, Segment
+from ..loading.modes import decide_mode, resolve_mode
+from ..speech.prompts import load_prompt, prompt_info, prompt_names
 
 _CFG = CSMConfig.csm_1b()
 # What a user can act on (bad input, missing weights or files, a full GPU): a message on the
@@ -109,7 +109,7 @@ def check_length(conversation: str, transcript_a: str, transcript_b: str) -> int
 
 def read_upload(path: str, transcript: str | None, speaker: int) -> Segment:
     """A speaker's own clip as a prompt Segment; readable errors for anything unusable."""
-    from .codec import load_audio
+    from ..audio.mimi import load_audio
 
     who, name = f"Speaker {SPEAKERS[speaker]}", Path(path).name
     try:
@@ -146,7 +146,7 @@ class Demo:
     def get_generator(self):
         with self._load_lock:
             if self.generator is None:
-                from .generator import load_generator
+                from ..speech.generator import load_generator
                 self.generator = load_generator(self.load_mode, device=self.device)
                 if self.generator.mode != self.mode:      # auto fell back while loading
                     self.mode, self.reason = self.generator.mode, "the real weights did not load"
@@ -383,5 +383,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":          # python -m csm_nb.app --share: the same as `csm_nb demo`
+if __name__ == "__main__":          # python -m csm_nb.apps.demo --share: the same as `csm_nb demo`
     sys.exit(main())

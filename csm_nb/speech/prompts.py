@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
-from .config import CSMConfig
+from .. import data
+from ..core.config import CSMConfig
 from .generator import Segment
-from .modes import CSM_REPO, banner, resolve_mode
+from ..loading.modes import CSM_REPO, banner, resolve_mode
 
 _CFG = CSMConfig.csm_1b()
 
@@ -120,8 +120,8 @@ def load_prompt(name: str, speaker: int = 0, mode: str | None = None,
 
 
 def _real_prompt(info: PromptInfo, speaker: int) -> Segment:
-    from .codec import load_audio
-    from .hub import hub_file
+    from ..audio.mimi import load_audio
+    from ..loading.weights import hub_file
 
     wav, rate = load_audio(hub_file(CSM_REPO, info.filename))      # [C, T]
     audio = _to_24k(torch.from_numpy(wav).mean(dim=0), rate)      # mono, as the official .squeeze
@@ -141,7 +141,7 @@ def standin_prompt(name: str, speaker: int = 0,
     info = prompt_info(name)
     path = Path(path) if path is not None else STANDIN_FILE
     if path.is_file():
-        from .audio_io import read_wav
+        from ..audio.signal import read_wav
         wav, rate = read_wav(path)
         audio = _to_24k(wav if wav.dim() == 1 else wav.mean(dim=0), rate)
         label = f"{info.name} (stand-in: espeak-ng clip {path.name})"

@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from .config import CSMConfig
+from ..core.config import CSMConfig
 
 _CFG = CSMConfig.csm_1b()
 SAMPLE_RATE = _CFG.sample_rate          # 24000
@@ -581,7 +581,7 @@ def plot_codebook_entropy(logits, title: str | None = None) -> Figure:
 def plot_sampling(logits, temperature: float, topk: int, show: int = 40) -> Figure:
     """The distribution before (softmax of the raw logits) and after temperature and top-k
     (what is actually sampled from), over the `show` likeliest codes."""
-    from .sampling import filtered_probs
+    from ..core.sampling import filtered_probs
 
     x = torch.as_tensor(_np(logits)).float().reshape(1, -1)
     before = torch.softmax(x, dim=-1)[0].numpy()
@@ -668,7 +668,7 @@ def _bar_labels(ax, bars, texts):
 def plot_op_counts(counts, top: int = 15, title: str | None = None) -> Figure:
     """The most frequent ATen ops of a run ({name: count}, e.g. `OpCounter.counts`): ops that
     launch a kernel in blue, views (no kernel) in grey, host syncs in red."""
-    from .profiling import SYNC_OPS, VIEW_OPS
+    from ..core.profiling import SYNC_OPS, VIEW_OPS
 
     items = sorted(dict(counts).items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
     names = [name.removeprefix("aten::") for name, _ in items]
@@ -806,7 +806,7 @@ def plot_chunk_latency(chunk_frames, first_audio_s, frame_ms: float = 1000 / FRA
 # ------------------------------------------------------------------- 05 train a tiny CSM
 
 def plot_training(history, chance: float | None = None) -> Figure:
-    """Loss curves of `csm_nb.train.train` (total, codebook 0, depth decoder; log scale) and
+    """Loss curves of `csm_nb.training.train.train` (total, codebook 0, depth decoder; log scale) and
     the teacher-forced codebook-0 accuracy. chance: ln(V), the loss of a uniform guess."""
     steps = np.asarray(history.step) + 1
     fig, axes = _figure(1, 2, width=11, height=3.4)

@@ -35,11 +35,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .config import CSMConfig
-from .generate import STOP, generate_codes
-from .model import CSM
-from .sampling import check_sampling_args
-from .text import audio_rows, check_unicode, text_rows
+from ..core.config import CSMConfig
+from ..core.generate import STOP, generate_codes
+from ..core.model import CSM
+from ..core.sampling import check_sampling_args
+from ..core.rows import audio_rows, check_unicode, text_rows
 
 MAX_SPEAKER = 9
 _DEFAULT_CHUNK = 10          # frames per streamed chunk (0.8 s): Mimi calls stay few
@@ -562,7 +562,7 @@ class Generator:
                                                 strict)
         check_sampling_args(temperature, topk, self.config.audio_vocab_size)
         if guard is not None and not isinstance(guard, RunawayGuard):
-            raise TypeError(f"runaway_guard must be a csm_nb.generator.RunawayGuard or None, "
+            raise TypeError(f"runaway_guard must be a csm_nb.speech.generator.RunawayGuard or None, "
                             f"got {type(guard).__name__}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed={seed!r} must be an int (or None for a fresh draw)")
@@ -681,10 +681,10 @@ def load_generator(mode: str | None = None, device=None, dtype=None,
     """CSM, tokenizer and Mimi from ONE mode decision. mode: "real" | "tiny" | "auto" (None:
     $CSM_NB_MODE, else auto). `auto` resolves once (real if the weights load, else tiny with
     the banner) and all three parts follow it. device/dtype: the model's (Mimi stays fp32)."""
-    from .codec import load_codec
-    from .hub import load_model
-    from .modes import resolve_mode
-    from .text import load_tokenizer
+    from ..audio.mimi import load_codec
+    from ..loading.weights import load_model
+    from ..loading.modes import resolve_mode
+    from ..core.rows import load_tokenizer
 
     mode = resolve_mode(mode)                                      # $CSM_NB_MODE read once
     model, mode = load_model(mode, device=device, dtype=dtype)     # "real" or "tiny" now

@@ -7,7 +7,7 @@
           folder / .safetensors file (argument `source=` or $CSM_NB_MIMI). Never unpickled.
     tiny  a small random Mimi of the same structure (same ratios, 12.5 Hz, 1920 samples per
           frame, 32 codebooks of 2048 bins), seeded; its codes vary, its audio is noise.
-    auto  real if it can be had, else tiny with csm_nb.modes.banner().
+    auto  real if it can be had, else tiny with csm_nb.loading.modes.banner().
 
 Below the Codec: `CodecStream` (streaming), input checks (`prepare_audio`, `check_codes`),
 and the quality measures a student can read (`mel_distance`, `si_sdr`). moshi is imported
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import env, modes
-from .config import CSMConfig
+from .. import env
+from ..loading import modes
+from ..core.config import CSMConfig
 
 _CFG = CSMConfig.csm_1b()
 SAMPLE_RATE: int = _CFG.sample_rate               # 24000 Hz, Mimi's only rate

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from . import env
+from .. import env
 
 MODES = ("real", "tiny", "auto")
 OFFLINE_MODE = "tiny"             # what `auto` falls back to when the real weights are out of reach

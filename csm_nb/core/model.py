@@ -231,6 +231,6 @@ def check_state_dict(model: CSM, state_dict) -> None:
                 "load the repo's model.safetensors, which has the original names")
     elif any(k.endswith("_causal_mask") for k in extra) and not (missing or wrong):
         hint = ("the *_causal_mask entries are buffers the official setup_caches() saves; "
-                "drop them (csm_nb.hub.from_pretrained does) or pass strict=False")
+                "drop them (csm_nb.loading.weights.from_pretrained does) or pass strict=False")
     raise ValueError(f"state_dict does not fit CSM({model.config.__class__.__name__}): "
                      f"{'; '.join(parts)}. Fix: {hint}.")

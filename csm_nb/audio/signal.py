@@ -73,13 +73,13 @@ def read_wav(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
         with wave.open(str(path), "rb") as w:
             if w.getsampwidth() != _PCM16_BYTES:
                 raise ValueError(f"{path} has {8 * w.getsampwidth()}-bit samples; read_wav "
-                                 "reads 16-bit PCM (use csm_nb.codec.load_audio for other "
+                                 "reads 16-bit PCM (use csm_nb.audio.mimi.load_audio for other "
                                  "formats)")
             channels, rate = w.getnchannels(), w.getframerate()
             raw = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as err:     # not a WAV, or cut short: neither is an OSError
         raise ValueError(f"{path} is not a readable PCM WAV file ({err}); use "
-                         "csm_nb.codec.load_audio for other formats") from err
+                         "csm_nb.audio.mimi.load_audio for other formats") from err
     if len(raw) % (_PCM16_BYTES * channels):  # the file ends inside a frame
         raise ValueError(f"{path} is truncated (it ends in the middle of a sample frame); "
                          "write or download it again")

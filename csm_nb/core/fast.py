@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from . import env
+from .. import env
 from .generate import decode_frame
 from .model import CSM
 

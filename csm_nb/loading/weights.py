@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import torch
 
-from . import env
-from .config import CSMConfig, LlamaConfig
-from .model import CSM, check_state_dict
+from .. import env
+from ..core.config import CSMConfig, LlamaConfig
+from ..core.model import CSM, check_state_dict
 from .modes import (CSM_REPO, OFFLINE_MODE, WEIGHTS_ENV, banner, real_weights_reason,
                     resolve_device, resolve_dtype, resolve_mode)
 

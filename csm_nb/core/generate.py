@@ -226,7 +226,7 @@ def generate_codes(model: CSM, tokens: torch.Tensor, mask: torch.Tensor, max_fra
             raise
 
     last_h = model.backbone_step(tokens, mask, torch.arange(S, device=device), pad)
-    from . import fast      # late import: fast builds on this module
+    from . import fast  # late import: fast builds on this module
     if backend == "auto":
         backend = "graph" if fast.cuda_graphs_enabled(device) else "eager"
     if backend == "graph" and not trace_logits:

@@ -12,9 +12,9 @@ import os
 
 import torch
 
-from . import env
+from .. import env
 from .config import CSMConfig
-from .modes import CSM_REPO, resolve_mode
+from ..loading.modes import CSM_REPO, resolve_mode
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 BOS_ID, EOS_ID = 128_000, 128_001
@@ -177,7 +177,7 @@ def load_tokenizer(source: str | None = None, mode: str | None = None, token=Non
         except (OSError, ValueError) as err:
             errors.append(f"{candidate}: {err}")
     if mode == "auto":
-        from .modes import banner
+        from ..loading.modes import banner
         banner("the tokenizer", "; ".join(errors))
         return tiny_tokenizer()
     raise OSError("could not load the Llama-3.2 tokenizer. " + " | ".join(errors) +
@@ -194,5 +194,5 @@ def _tokenizer_file(source: str, token) -> str:
         return path
     if os.path.isfile(source):
         return source
-    from .hub import hub_file
+    from ..loading.weights import hub_file
     return hub_file(source, "tokenizer.json", token=token)

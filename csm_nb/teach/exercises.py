@@ -15,7 +15,7 @@ from numbers import Real
 
 import numpy as np
 
-from .config import CSMConfig
+from ..core.config import CSMConfig
 
 _CFG = CSMConfig.csm_1b()
 _BINS = 2048                                  # Mimi's codebook size
@@ -318,7 +318,7 @@ def check_pack_prompt(fn, gen) -> bool:
     """Your `pack(gen, text, speaker, context) -> (tokens, mask)` against gen.prompt_rows."""
     import torch
 
-    from .generator import Segment
+    from ..speech.generator import Segment
     if _unanswered(fn):
         return False
     if not callable(fn):
@@ -380,7 +380,7 @@ def _sampler_logits():
 
 def _sampler_hint(freq, logits, temperature, topk) -> str:
     """Name the likeliest mistake: the distribution the student's draws look like."""
-    from .sampling import filtered_probs
+    from ..core.sampling import filtered_probs
     suspects = {
         "the temperature is not applied: divide the logits by it":
             filtered_probs(logits, 1.0, topk),
@@ -400,7 +400,7 @@ def _sampler_hint(freq, logits, temperature, topk) -> str:
 
 def check_sampler(fn) -> bool:
     """Your `sample(logits [B, V], temperature, topk, generator) -> ids [B]`, checked against
-    csm_nb.sampling: same support, same distribution (30k draws), greedy at topk=1, and
+    csm_nb.core.sampling: same support, same distribution (30k draws), greedy at topk=1, and
     reproducible with a fixed torch.Generator."""
     if _unanswered(fn):
         return False
@@ -408,7 +408,7 @@ def check_sampler(fn) -> bool:
         raise TypeError(f"sample: expected a function, got {type(fn).__name__}")
     import torch
 
-    from .sampling import filtered_probs, sample_topk
+    from ..core.sampling import filtered_probs, sample_topk
     logits = _sampler_logits()
     batch = logits.expand(_SAMPLER_DRAWS, _SAMPLER_BINS)                   # [N, V]
     identical = True
@@ -450,9 +450,9 @@ def check_sampler(fn) -> bool:
         reference = sample_topk(batch, temperature, topk,
                                 generator=torch.Generator().manual_seed(1))
         identical &= torch.equal(ids, reference)
-    how = ("draw for draw identical to csm_nb.sampling (the exponential race, which is also "
+    how = ("draw for draw identical to csm_nb.core.sampling (the exponential race, which is also "
            "how torch.multinomial draws one sample)" if identical
-           else "a different way of drawing than csm_nb.sampling, with the same distribution")
+           else "a different way of drawing than csm_nb.core.sampling, with the same distribution")
     return _verdict(True, f"right support, right distribution, greedy at topk=1, reproducible "
                     f"with a seed: {how}.", "")
 
@@ -465,7 +465,7 @@ _SOLUTIONS["sampler"] = (
     "    probs = torch.softmax(logits, dim=-1)\n"
     "    return torch.multinomial(probs, 1, generator=generator)[:, 0]\n"
     "# For one sample, torch.multinomial draws E ~ Exp(1) and returns argmax(probs / E).\n"
-    "# csm_nb.sampling does the same on the logits, argmax(logits - log E), with no softmax:\n"
+    "# csm_nb.core.sampling does the same on the logits, argmax(logits - log E), with no softmax:\n"
     "# the same draws from the same generator (see its docstring).")
 
 
@@ -482,7 +482,7 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = _CFG.num_codebooks) -> 
         raise TypeError(f"segment_rows: expected a function, got {type(fn).__name__}")
     import torch
 
-    from .text import audio_rows, text_rows
+    from ..core.rows import audio_rows, text_rows
     K, C = num_codebooks, num_codebooks + 1
     g = torch.Generator().manual_seed(0)
     cases = [("Hi there.", 0, torch.randint(0, _BINS, (K, 3), generator=g)),

@@ -30,9 +30,9 @@ from typing import Iterable, Iterator, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .config import CSMConfig, LlamaConfig
-from .model import CSM
-from .text import audio_rows, text_rows
+from ..core.config import CSMConfig, LlamaConfig
+from ..core.model import CSM
+from ..core.rows import audio_rows, text_rows
 
 AUDIO_SPECIAL_IDS = 3      # CSM-1B has 2048 Mimi codes + 3 ids; the toy CSM keeps the habit
 
@@ -70,8 +70,8 @@ class Utterance:
 def load_dataset(folder: str | Path | None = None):
     """(utterances, sample rate) from a folder with transcripts.tsv (file, voice, text) and
     its wav files; default: the two-voice set shipped with the package."""
-    from . import data
-    from .codec import load_audio
+    from .. import data
+    from ..audio.mimi import load_audio
 
     folder = data.path("two_voices") if folder is None else Path(folder)
     index = folder / "transcripts.tsv"

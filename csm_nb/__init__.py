@@ -9,7 +9,8 @@ from .audio.mimi import Codec, CodecStream, MimiUnavailable, load_audio, load_co
 from .core.config import CSMConfig, LlamaConfig
 from .core.generate import STOP, FrameInfo, generate_codes
 from .core.model import CSM
-from .core.rows import audio_rows, load_tokenizer, text_rows, tiny_tokenizer
+from .core.rows import audio_rows, text_rows
+from .loading.tokenizer import load_tokenizer, tiny_tokenizer
 from .core.sampling import sample_topk
 from .loading.modes import notebook_mode
 from .loading.weights import from_pretrained, load_model, tiny_model

@@ -254,7 +254,7 @@ CASES = {
     "audio-rows-uint64": lambda e: csm_nb.audio_rows(torch.zeros(32, 3, dtype=torch.uint64)),
     "audio-rows-negative": lambda e: csm_nb.audio_rows(torch.full((32, 3), -1)),
     "tokenizer-offline": lambda e: csm_nb.load_tokenizer(mode="real"),
-    "tokenizer-not-llama": lambda e: csm_nb.core.rows.with_csm_template(
+    "tokenizer-not-llama": lambda e: csm_nb.loading.tokenizer.with_csm_template(
         tokenizers.Tokenizer(tokenizers.models.BPE())),
     # Codec
     "codec-mode": lambda e: C.load_codec("huge"),

@@ -38,12 +38,12 @@ def test_unset_flags_take_their_default_and_nonsense_is_refused(monkeypatch):
 
 def test_every_reader_uses_the_same_table(monkeypatch):
     """The places that once parsed these variables their own way now agree."""
-    from csm_nb.core import fast
+    from csm_nb.core.frame_loop import default_backend
     monkeypatch.setenv(env.CUDA_GRAPHS, "off")
-    assert not fast.cuda_graphs_enabled(torch.device("cuda"))
+    assert default_backend(torch.device("cuda")) == "eager"
     monkeypatch.setenv(env.CUDA_GRAPHS, "yes")
-    assert fast.cuda_graphs_enabled(torch.device("cuda"))
-    assert not fast.cuda_graphs_enabled(torch.device("cpu"))
+    assert default_backend(torch.device("cuda")) == "graph"
+    assert default_backend(torch.device("cpu")) == "eager"
     monkeypatch.setenv(env.HF_OFFLINE, "false")          # once "offline" to one reader
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv(env.WEIGHTS, raising=False)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb.core import fast
-from csm_nb.core.generate import decode_frame
+from csm_nb.core import frame_loop as fast
+from csm_nb.core.frame_loop import decode_frame
 from csm_nb.core.sampling import draw_noise
 from tests.conftest import mixed_prompt
 
@@ -50,11 +50,11 @@ def test_frame_step_buffers_are_static_and_advance(model):
     """What a CUDA graph relies on: every step reads and writes the same tensors, and the
     state a replay needs (position, backbone state) lives in them."""
     model.setup_caches(1)
-    step = fast.FrameStep(model, 1, 1.0, 1)
+    step = fast.FrameStep(model, 1, 1.0, 1, backend="graph")
     addresses = [t.data_ptr() for t in (step.last_h, step.noise, step.codes, step.row,
                                         step.slot, step.pad)]
     step.start(torch.randn(1, 128), slot=10, pad=None)
-    first = step().clone()
+    first = step(torch.Generator().manual_seed(0)).clone()
     assert int(step.slot) == 11 and torch.equal(step.row[0, 0, :32], first[0])
     assert not step.row[0, 0, 32] and not step.row_mask[0, 0, 32] and step.row_mask[0, 0, :32].all()
     h_after = step.last_h.clone()
@@ -66,20 +66,38 @@ def test_frame_step_buffers_are_static_and_advance(model):
 
 def test_frame_steps_are_reused_and_dropped_with_the_cache(model):
     model.setup_caches(1)
-    a = fast.frame_step_for(model, 1, 0.9, 50, use_graph=False)
-    assert fast.frame_step_for(model, 1, 0.9, 50, use_graph=False) is a
-    assert fast.frame_step_for(model, 1, 0.8, 50, use_graph=False) is not a
+    a = fast.frame_step_for(model, 1, 0.9, 50, "eager")
+    assert fast.frame_step_for(model, 1, 0.9, 50, "eager") is a
+    assert fast.frame_step_for(model, 1, 0.8, 50, "eager") is not a
+    assert fast.frame_step_for(model, 1, 0.9, 50, "graph") is not a
     model.setup_caches(1)                        # new cache tensors: old steps are stale
-    b = fast.frame_step_for(model, 1, 0.9, 50, use_graph=False)
-    assert b is not a and len(model._frame_steps) == 1
+    b = fast.frame_step_for(model, 1, 0.9, 50, "eager")
+    assert b is not a and list(model.frame_steps.values()) == [b]
+    model.remove_caches()
+    assert model.frame_steps == {}
+
+
+@pytest.mark.parametrize("backend", ["eager", "compile", "graph"])
+def test_every_backend_runs_the_one_step_function(model, tokenizer, monkeypatch, backend):
+    """The backends differ only in how FrameStep.step runs: count its calls."""
+    calls = []
+    original = fast.FrameStep.step
+    monkeypatch.setattr(fast.FrameStep, "step", lambda self, *a: calls.append(1) or
+                        original(self, *a))
+    if backend == "compile":      # compiling is the slow part; what runs it is the point here
+        monkeypatch.setattr(fast, "compiled_decode_frame", lambda: fast.decode_frame)
+    codes = csm_nb.generate_codes(model, *mixed_prompt(tokenizer), max_frames=3, topk=1,
+                                  backend=backend)
+    assert codes.shape == (32, 3) and len(calls) == 3
 
 
 def test_cuda_graph_switch_is_read_at_call_time(monkeypatch):
     cuda = torch.device("cuda")
-    monkeypatch.delenv(fast.GRAPHS_ENV, raising=False)
-    assert fast.cuda_graphs_enabled(cuda) and not fast.cuda_graphs_enabled(torch.device("cpu"))
-    monkeypatch.setenv(fast.GRAPHS_ENV, "0")
-    assert not fast.cuda_graphs_enabled(cuda)
+    monkeypatch.delenv("CSM_NB_CUDA_GRAPHS", raising=False)
+    assert fast.default_backend(cuda) == "graph"
+    assert fast.default_backend(torch.device("cpu")) == "eager"
+    monkeypatch.setenv("CSM_NB_CUDA_GRAPHS", "0")
+    assert fast.default_backend(cuda) == "eager"
 
 
 def test_bad_backend(model, tokenizer):

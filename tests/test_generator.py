@@ -11,11 +11,11 @@ import torch
 import csm_nb
 import csm_nb.audio.mimi
 import csm_nb.loading.weights
-import csm_nb.core.rows
+import csm_nb.loading.tokenizer
 from csm_nb.audio.mimi import load_codec
 from csm_nb.speech.generator import (ContextTrimmed, Generator, RunawayGuard, Segment,
                               frame_levels_db, load_generator)
-from csm_nb.core.rows import BOS_ID, EOS_ID
+from csm_nb.loading.tokenizer import BOS_ID, EOS_ID
 
 SR, SPF, K = 24_000, 1920, 32
 
@@ -246,7 +246,7 @@ def test_load_generator_makes_one_mode_decision(monkeypatch):
     seen = {}
     model = csm_nb.tiny_model(device="cpu")
     monkeypatch.setattr(csm_nb.loading.weights, "load_model", lambda mode, device, dtype: (model, "real"))
-    monkeypatch.setattr(csm_nb.core.rows, "load_tokenizer",
+    monkeypatch.setattr(csm_nb.loading.tokenizer, "load_tokenizer",
                         lambda mode: seen.setdefault("tokenizer", mode) and csm_nb.tiny_tokenizer())
     real_codec = csm_nb.audio.mimi.load_codec
 

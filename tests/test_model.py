@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb.core.generate import decode_frame
+from csm_nb.core.frame_loop import decode_frame
 from csm_nb.core.sampling import draw_noise
 from tests.conftest import mixed_prompt
 from tests.reference.weights import parity_config, random_csm
@@ -147,7 +147,7 @@ def test_stop_frame_is_dropped_and_later_rows_zero_filled():
 
 
 def test_loop_stops_at_the_all_zero_frame(monkeypatch, model, tokenizer):
-    import csm_nb.core.generate as gen
+    import csm_nb.core.frame_loop as gen
     calls = []
 
     def fake_frame(model, last_h, temperature, topk, noise, logits_out=None):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import csm_nb
-from csm_nb.core.rows import BOS_ID, EOS_ID, with_csm_template
+from csm_nb.loading.tokenizer import BOS_ID, EOS_ID, with_csm_template
 
 
 def test_tiny_tokenizer_pins_ids_and_template(tokenizer):

@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import CSMConfig
 from .llama import Transformer
+from .rows import check_rows
 
 
 def causal_mask(slots: torch.Tensor, num_slots: int, pad: torch.Tensor | None = None):
@@ -51,6 +52,9 @@ class CSM(nn.Module):
         # Codebook i (1..K-1) logits = h @ audio_head[i-1]; stored [in, out], not Linear's.
         self.audio_head = nn.Parameter(torch.empty(K - 1, d, V))
         self.register_buffer("codebook_offsets", torch.arange(K) * V, persistent=False)
+        # Frame steps built on the current KV caches (csm_nb.core.frame_loop): emptied with
+        # them, since a captured CUDA graph holds the caches' addresses.
+        self.frame_steps: dict = {}
         self.reset_parameters()
 
     def reset_parameters(self, std: float = 0.02, generator: torch.Generator | None = None):
@@ -87,6 +91,7 @@ class CSM(nn.Module):
     def setup_caches(self, batch_size: int):
         """Allocate static KV caches: the backbone's over all positions, the decoder's over
         one frame's K positions (it restarts at position 0 every frame)."""
+        self.frame_steps = {}
         self.backbone.setup_cache(batch_size, self.config.max_seq_len)
         self.decoder.setup_cache(batch_size, self.config.num_codebooks)
 
@@ -99,6 +104,7 @@ class CSM(nn.Module):
         return cache.k.dtype == p.dtype and cache.k.device == p.device
 
     def remove_caches(self):
+        self.frame_steps = {}
         self.backbone.remove_cache()
         self.decoder.remove_cache()
 
@@ -148,7 +154,7 @@ class CSM(nn.Module):
         For teaching, checking the cache and training: every row attends to all earlier rows,
         recomputed from scratch; the KV caches (if any) are neither read nor written.
         """
-        check_rows(self.config, tokens, mask)
+        check_rows(self.config, tokens, mask, "CSM.forward")
         h = self.embed_rows(tokens, mask)
         return self.backbone(h, slice(0, tokens.shape[1]), use_cache=False)
 
@@ -162,43 +168,6 @@ class CSM(nn.Module):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def check_row_dtypes(tokens: torch.Tensor, mask: torch.Tensor) -> None:
-    """int ids, a bool mask, one shape: shared by `CSM.forward` and `generate_codes`."""
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
-    if tokens.shape != mask.shape:
-        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
-                         "the same shape")
-
-
-def check_rows(cfg: CSMConfig, tokens, mask) -> None:
-    """Batched rows for `CSM.forward`: tokens int [B, S, C] with ids in range, mask bool.
-
-    Checked here, not deep inside an embedding lookup (an IndexError that names nothing).
-    One host sync for the id range; `generate_codes` has its own, fuller check.
-    """
-    C, K = cfg.num_columns, cfg.num_codebooks
-    for name, t in (("tokens", tokens), ("mask", mask)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; build rows "
-                            "with csm_nb.text_rows / csm_nb.audio_rows")
-        if t.dim() != 3 or t.shape[-1] != C or 0 in t.shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}; CSM.forward takes [B, S, {C}]"
-                             " with B, S >= 1 (add a batch axis with tokens[None])")
-    check_row_dtypes(tokens, mask)
-    if tokens.shape[1] > cfg.max_seq_len:
-        raise ValueError(f"tokens has {tokens.shape[1]} rows; the model sees at most "
-                         f"{cfg.max_seq_len} (config.max_seq_len)")
-    audio, text = tokens[..., :K], tokens[..., K]
-    if tokens.numel() and bool(((audio < 0) | (audio >= cfg.audio_vocab_size)).any()
-                               | ((text < 0) | (text >= cfg.text_vocab_size)).any()):
-        raise ValueError(f"tokens hold ids outside the vocabularies: audio columns 0..{K - 1} "
-                         f"take 0..{cfg.audio_vocab_size - 1}, text column {K} takes "
-                         f"0..{cfg.text_vocab_size - 1}")
 
 
 def check_state_dict(model: CSM, state_dict) -> None:

@@ -1,4 +1,4 @@
-"""Text and audio as frame rows, and the Llama-3.2 tokenizer with CSM's BOS+EOS template.
+"""Text and audio as frame rows: what the backbone reads, and the one check of them.
 
 A row has C = K + 1 columns: K Mimi codebooks, then one text token. A text row activates
 only the text column; an audio row only the K codebook columns. A segment's rows are its
@@ -8,17 +8,10 @@ audio row that marks the end of its audio.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from .. import env
 from .config import CSMConfig
-from ..loading.modes import CSM_REPO, resolve_mode
 
-BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
-BOS_ID, EOS_ID = 128_000, 128_001
-TOKENIZER_MIRROR = "unsloth/Llama-3.2-1B"     # ungated copy of the same tokenizer
 _DEFAULT_K = CSMConfig.num_codebooks          # 32, from the config's field default
 _CODE_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -101,98 +94,59 @@ def audio_rows(codes: torch.Tensor, num_codebooks: int | None = None):
     return tokens, mask
 
 
-# ---- tokenizers ---------------------------------------------------------------------------
-
-def with_csm_template(tokenizer):
-    """Make every encode wrap the text in BOS ... EOS, as the official generator does."""
-    from tokenizers.processors import TemplateProcessing
-
-    bos_id, eos_id = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
-    if bos_id is None or eos_id is None:
-        raise ValueError(f"the tokenizer has no {BOS} / {EOS} tokens; it is not a Llama-3 "
-                         f"tokenizer (use the one in {CSM_REPO} or {TOKENIZER_MIRROR})")
-    tokenizer.post_processor = TemplateProcessing(
-        single=f"{BOS}:0 $A:0 {EOS}:0",
-        pair=f"{BOS}:0 $A:0 {EOS}:0 {BOS}:1 $B:1 {EOS}:1",
-        special_tokens=[(BOS, bos_id), (EOS, eos_id)])
-    return tokenizer
+def turn_rows(tokenizer, text: str, speaker: int, codes: torch.Tensor | None = None,
+              num_codebooks: int = _DEFAULT_K):
+    """Rows of one conversation turn: its text rows, then (when it has audio codes [K, F])
+    its frame rows and the end-of-audio row. The unit every prompt and training example is
+    packed from: (tokens [S, K+1], mask [S, K+1])."""
+    tokens, mask = text_rows(tokenizer, text, speaker, num_codebooks)
+    if codes is None:
+        return tokens, mask
+    audio, audio_mask = audio_rows(codes, num_codebooks)
+    return torch.cat([tokens, audio]), torch.cat([mask, audio_mask])
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """Byte-level BPE's map from bytes to printable characters (GPT-2's scheme)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
+# ---- the one check of rows ------------------------------------------------------------------
 
-
-def tiny_tokenizer(vocab_size: int = CSMConfig.text_vocab_size):
-    """A byte-level tokenizer with Llama-3's special ids, built without any download.
-
-    Id b (0..255) is byte b; ids up to BOS_ID are unused fillers; BOS_ID, EOS_ID and the rest
-    of the 256 specials sit where Llama-3 has them. So "[0]Hi" -> 128000, 91, 48, 93, 72,
-    105, 128001: the same rows and template as the real tokenizer, only with more tokens.
+def check_rows(cfg: CSMConfig, tokens, mask, where: str) -> None:
+    """Rows as the model reads them, checked before any lookup (an IndexError deep inside an
+    embedding names nothing). where: "generate_codes" takes [S, C] or [B, S, C]; anything
+    else ("CSM.forward", "csm_loss") takes batches [B, S, C]. One host sync for the id ranges.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    if vocab_size <= EOS_ID:
-        raise ValueError(f"vocab_size={vocab_size} must exceed {EOS_ID} to hold Llama-3's "
-                         "special ids")
-    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
-    vocab.update({f"<|filler_{i}|>": i for i in range(256, BOS_ID)})
-    specials = [BOS, EOS] + [f"<|reserved_special_token_{i}|>"
-                             for i in range(vocab_size - BOS_ID - 2)]
-    vocab.update({tok: BOS_ID + i for i, tok in enumerate(specials)})
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(specials[:2])
-    return with_csm_template(tok)
-
-
-def load_tokenizer(source: str | None = None, mode: str | None = None, token=None):
-    """The text tokenizer: `tiny` builds one offline; `real` loads tokenizer.json.
-
-    source: a local folder or file, or a hub repo id (default: $CSM_NB_WEIGHTS, else the
-    checkpoint repo, which ships the Llama-3.2 tokenizer, else the ungated mirror).
-    """
-    from tokenizers import Tokenizer
-
-    mode = resolve_mode(mode)
-    if mode == "tiny":
-        return tiny_tokenizer()
-    source = source or env.text(env.WEIGHTS)
-    candidates = [source] if source else [CSM_REPO, TOKENIZER_MIRROR]
-    errors = []
-    for candidate in candidates:
-        try:
-            path = _tokenizer_file(candidate, token)
-            return with_csm_template(Tokenizer.from_file(path))
-        except (OSError, ValueError) as err:
-            errors.append(f"{candidate}: {err}")
-    if mode == "auto":
-        from ..loading.modes import banner
-        banner("the tokenizer", "; ".join(errors))
-        return tiny_tokenizer()
-    raise OSError("could not load the Llama-3.2 tokenizer. " + " | ".join(errors) +
-                  f" Fix: accept the terms of {CSM_REPO} on huggingface.co and log in "
-                  f"(`huggingface-cli login` or $HF_TOKEN), use the ungated mirror "
-                  f"{TOKENIZER_MIRROR}, or pass a local folder holding tokenizer.json")
-
-
-def _tokenizer_file(source: str, token) -> str:
-    if os.path.isdir(source):
-        path = os.path.join(source, "tokenizer.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no tokenizer.json in the folder {source}")
-        return path
-    if os.path.isfile(source):
-        return source
-    from ..loading.weights import hub_file
-    return hub_file(source, "tokenizer.json", token=token)
+    C, K = cfg.num_columns, cfg.num_codebooks
+    batched_only = where != "generate_codes"
+    for name, t in (("tokens", tokens), ("mask", mask)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; build rows "
+                            "with csm_nb.text_rows / csm_nb.audio_rows")
+        if t.dim() not in ((3,) if batched_only else (2, 3)) or t.shape[-1] != C or 0 in t.shape:
+            expected = (f"{where} takes [B, S, {C}] with B, S >= 1 (add a batch axis with "
+                        "tokens[None])" if batched_only else
+                        f"expected [S, {C}] or [B, S, {C}] with B, S >= 1 ({K} codebook "
+                        "columns + 1 text column)")
+            raise ValueError(f"{name} has shape {tuple(t.shape)}; {expected}")
+        if t.is_meta:
+            raise ValueError(f"{name} is a meta tensor (a shape without values); build rows "
+                             "with csm_nb.text_rows / csm_nb.audio_rows")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be int64 ids, got dtype {tokens.dtype}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+    if tokens.shape != mask.shape:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have "
+                         "the same shape")
+    if tokens.shape[-2] > cfg.max_seq_len:
+        raise ValueError(f"tokens has {tokens.shape[-2]} rows; the model sees at most "
+                         f"{cfg.max_seq_len} (config.max_seq_len)")
+    V = cfg.audio_vocab_size
+    audio, text = tokens[..., :K], tokens[..., K]
+    bad_audio, bad_text = (audio < 0) | (audio >= V), (text < 0) | (text >= cfg.text_vocab_size)
+    if bool(bad_audio.any() | bad_text.any()):               # the one host sync
+        if bool(bad_audio.any()):
+            raise ValueError(f"tokens: audio columns 0..{K - 1} hold ids outside 0..{V - 1} "
+                             f"(min {int(audio.min())}, max {int(audio.max())}); audio codes "
+                             "come from the codec and unused columns must be 0 (a codec whose "
+                             "codebook size does not match config.audio_vocab_size?)")
+        raise ValueError(f"tokens: text column {K} holds ids outside "
+                         f"0..{cfg.text_vocab_size - 1} (min {int(text.min())}, max "
+                         f"{int(text.max())}); use the model's tokenizer (csm_nb.load_tokenizer)")

@@ -684,7 +684,7 @@ def load_generator(mode: str | None = None, device=None, dtype=None,
     from ..audio.mimi import load_codec
     from ..loading.weights import load_model
     from ..loading.modes import resolve_mode
-    from ..core.rows import load_tokenizer
+    from ..loading.tokenizer import load_tokenizer
 
     mode = resolve_mode(mode)                                      # $CSM_NB_MODE read once
     model, mode = load_model(mode, device=device, dtype=dtype)     # "real" or "tiny" now

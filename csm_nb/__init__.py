@@ -14,7 +14,10 @@ from .loading.tokenizer import load_tokenizer, tiny_tokenizer
 from .core.sampling import sample_topk
 from .loading.modes import notebook_mode
 from .loading.weights import from_pretrained, load_model, tiny_model
-from .speech.generator import ContextBudget, Generator, RunawayGuard, Segment, load_generator
+from .speech.budget import ContextBudget
+from .speech.generator import Generator, load_generator
+from .speech.segment import Segment
+from .speech.streaming import RunawayGuard
 
 CSM.from_pretrained = staticmethod(from_pretrained)
 

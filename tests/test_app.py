@@ -243,10 +243,7 @@ def test_a_bug_shows_one_line_on_the_page_and_the_traceback_in_the_log(capsys):
     class Broken:                  # a generator whose model fails mid-way
         mode = "tiny"
 
-        def max_frames(self, ms):
-            return 2
-
-        def generate_stream(self, *args, **kwargs):
+        def conversation(self, *args, **kwargs):
             raise RuntimeError("boom")
 
     status, whole, *players = _handler(app.build_app(Broken()))(*_inputs("Hi."))

@@ -26,7 +26,9 @@ from csm_nb.audio import signal as audio_io
 from csm_nb.speech import prompts
 from csm_nb.audio import mimi as C
 from csm_nb.apps.cli import main
-from csm_nb.speech.generator import Generator, RunawayGuard, Segment
+from csm_nb.speech.generator import Generator
+from csm_nb.speech.segment import Segment
+from csm_nb.speech.streaming import RunawayGuard
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|")

@@ -21,7 +21,7 @@ import torch
 
 import csm_nb
 from csm_nb.apps import demo as app
-from csm_nb.speech.generator import RunawayGuard
+from csm_nb.speech.streaming import RunawayGuard
 
 SR, SPF = 24_000, 1920                      # samples per second, per 80 ms frame
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,8 @@ import csm_nb.speech.generator as generator_module
 from csm_nb.audio import mimi as C
 from csm_nb.teach import widgets
 from csm_nb.apps.cli import main
-from csm_nb.speech.generator import Generator, Segment, load_generator
+from csm_nb.speech.generator import Generator, load_generator
+from csm_nb.speech.segment import Segment
 from csm_nb.loading.modes import notebook_mode
 from tests.test_hub import hf_config_json
 

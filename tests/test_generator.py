@@ -13,8 +13,10 @@ import csm_nb.audio.mimi
 import csm_nb.loading.weights
 import csm_nb.loading.tokenizer
 from csm_nb.audio.mimi import load_codec
-from csm_nb.speech.generator import (ContextTrimmed, Generator, RunawayGuard, Segment,
-                              frame_levels_db, load_generator)
+from csm_nb.speech.budget import ContextTrimmed
+from csm_nb.speech.generator import Generator, load_generator
+from csm_nb.speech.segment import Segment
+from csm_nb.speech.streaming import RunawayGuard, frame_levels_db
 from csm_nb.loading.tokenizer import BOS_ID, EOS_ID
 
 SR, SPF, K = 24_000, 1920, 32

@@ -7,7 +7,7 @@ import torch
 
 import csm_nb.loading.weights
 from csm_nb.speech import prompts
-from csm_nb.speech.generator import Segment
+from csm_nb.speech.segment import Segment
 
 
 def test_six_prompts_with_the_reference_transcripts():

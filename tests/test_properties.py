@@ -26,7 +26,8 @@ from hypothesis.extra.numpy import arrays, from_dtype
 
 import csm_nb
 from csm_nb.audio import mimi as C
-from csm_nb.speech.generator import Generator, Segment
+from csm_nb.speech.generator import Generator
+from csm_nb.speech.segment import Segment
 from csm_nb.loading.tokenizer import BOS_ID, EOS_ID
 
 SR, SPF, K = 24_000, 1920, 32

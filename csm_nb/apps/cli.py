@@ -29,7 +29,7 @@ from pathlib import Path
 from torch import OutOfMemoryError
 
 from ..audio.mimi import MimiUnavailable
-from ..speech.generator import MAX_SPEAKER, Segment, check_speaker, max_frames
+from ..speech.segment import MAX_SPEAKER, Segment, check_speaker, max_frames
 
 _SPEAKER_LETTERS = "ABCDEFGHIJ"[: MAX_SPEAKER + 1]
 _TURN = re.compile(r"^\s*([A-Za-z]|\d+)\s*:(.*)$")

@@ -31,12 +31,12 @@ from torch import OutOfMemoryError
 
 from ..audio.signal import to_pcm16
 from ..audio.mimi import MimiUnavailable
-from ..core.config import CSMConfig
-from ..speech.generator import ContextTrimmed, Segment
+from ..core.config import FRAME_MS
+from ..speech.budget import ContextTrimmed
+from ..speech.segment import Segment
 from ..loading.modes import decide_mode, resolve_mode
 from ..speech.prompts import load_prompt, prompt_info, prompt_names
 
-_CFG = CSMConfig.csm_1b()
 # What a user can act on (bad input, missing weights or files, a full GPU): a message on the
 # page, nothing in the log. Anything else is a bug and also logs its traceback.
 USER_ERRORS = (ValueError, TypeError, OSError, MimiUnavailable, OutOfMemoryError)
@@ -72,7 +72,7 @@ def parse_conversation(text: str) -> list[tuple[int, str]]:
 
 def check_max_seconds(seconds) -> float:
     """The per-turn cap the slider starts at: one frame (0.08 s) up to the Space's 30 s."""
-    low = _CFG.frame_ms / 1000
+    low = FRAME_MS / 1000
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
             low <= seconds <= MAX_SECONDS):
         raise ValueError(f"max_seconds={seconds!r} must be a number of seconds from {low} (one "
@@ -170,40 +170,27 @@ class Demo:
         return self._prompts[key]
 
     def speak(self, turns, prompts, max_seconds, temperature, topk, seed, on_progress=None):
-        """Each turn in order, context = prompts + earlier turns, turn i seeded seed + i (as
-        Generator.generate_conversation, streamed so the page can show progress):
-        -> (turn Segments, notes for the page). on_progress(fraction, text) as frames arrive."""
+        """Generator.conversation, turn by turn, with what the page shows: -> (turn Segments,
+        notes for the page). on_progress(fraction, text) as frames arrive."""
         gen = self.get_generator()
-        max_ms = round(float(max_seconds) * 1000)
-        frames_per_turn = gen.max_frames(max_ms)
-        context, spoken, notes = list(prompts), [], []
-        for i, (speaker, text) in enumerate(turns):
-            with warnings.catch_warnings(record=True) as caught:   # the prompt is built now
+        spoken, notes = [], []
+
+        def progress(done, total):
+            i = len(spoken)
+            on_progress((i + done / total) / len(turns),
+                        f"turn {i + 1} of {len(turns)} (speaker {SPEAKERS[turns[i][0]]})")
+        lines = gen.conversation(turns, prompts, seed, max_audio_length_ms=round(
+            float(max_seconds) * 1000), temperature=float(temperature), topk=int(topk),
+            progress=progress if on_progress is not None else False)
+        for i in range(len(turns)):
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                stream = gen.generate_stream(text, speaker, context, max_ms, float(temperature),
-                                             int(topk), None if seed is None else seed + i,
-                                             progress=False)
-            for w in caught:          # a trimmed context goes on the page; the rest to the log
-                if issubclass(w.category, ContextTrimmed):
+                spoken.append(next(lines))
+            for w in caught:      # a trimmed context or an empty turn goes on the page
+                if issubclass(w.category, ContextTrimmed) or "produced no audio" in str(w.message):
                     notes.append(f"turn {i + 1}: {w.message}")
-                else:
+                else:             # the rest to the log
                     warnings.warn(w.message, w.category, stacklevel=2)
-            chunks, samples = [np.zeros(0, np.float32)], 0
-            for chunk in stream:                                   # [n * samples_per_frame]
-                chunks.append(chunk.numpy())
-                samples += chunk.numel()
-                if on_progress is not None:
-                    done = min(samples / gen.config.samples_per_frame / frames_per_turn, 1.0)
-                    on_progress((i + done) / len(turns),
-                                f"turn {i + 1} of {len(turns)} (speaker {SPEAKERS[speaker]})")
-            audio = np.concatenate(chunks)
-            if audio.size:
-                seg = Segment(speaker, text, audio, gen.sample_rate, label=f"turn {i + 1}")
-            else:      # the model ended the line at once: keep it as text, as the CLI does
-                seg = Segment(speaker, text, label=f"turn {i + 1}")
-                notes.append(f"turn {i + 1}: the model ended the line at once (no audio)")
-            spoken.append(seg)
-            context.append(seg)
         return spoken, notes
 
 
@@ -255,7 +242,7 @@ def build_app(generator=None, mode: str | None = None, max_seconds: float | None
 def _blocks(demo: Demo, max_seconds: float | None):
     import gradio as gr
 
-    step = _CFG.frame_ms / 1000                                   # whole frames: 0.08 s
+    step = FRAME_MS / 1000                                   # whole frames: 0.08 s
     seconds = DEFAULT_SECONDS[demo.mode] if max_seconds is None else max_seconds
     check_max_seconds(seconds)
     theme = gr.themes.Default(font=_FONTS, font_mono=_MONO_FONTS)

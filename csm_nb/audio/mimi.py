@@ -28,13 +28,10 @@ import torch
 
 from .. import env
 from ..loading import modes
-from ..core.config import CSMConfig
+from ..core.config import (MIMI_CODEBOOK_SIZE, MIMI_CODEBOOKS, SAMPLE_RATE,
+                           SAMPLES_PER_FRAME)
 
-_CFG = CSMConfig.csm_1b()
-SAMPLE_RATE: int = _CFG.sample_rate               # 24000 Hz, Mimi's only rate
-SAMPLES_PER_FRAME: int = _CFG.samples_per_frame   # 1920 = 80 ms
-NUM_CODEBOOKS: int = _CFG.num_codebooks           # 32: 1 semantic + 31 acoustic
-CODEBOOK_SIZE: int = 2048                         # Mimi's bins (CSM adds 3 ids above these)
+NUM_CODEBOOKS, CODEBOOK_SIZE = MIMI_CODEBOOKS, MIMI_CODEBOOK_SIZE
 CODE_BITS: int = int(math.log2(CODEBOOK_SIZE))    # 11 bits per code
 
 # tiny mode: moshi's own config, narrowed. Ratios [8, 6, 5, 4], frame rate 12.5, 32 x 2048

@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from .mimi import prepare_audio
-from ..core.config import CSMConfig
+from ..core.config import FRAME_RATE, SAMPLE_RATE, CSMConfig
 
-_DEFAULTS = CSMConfig.csm_1b()   # 24 kHz, 12.5 Hz, 1920 samples per frame
 
 
 @contextlib.contextmanager
@@ -88,10 +87,9 @@ class ToyCodec:
     def __init__(self, config: CSMConfig | None = None, n_mels: int = 80,
                  hops_per_frame: int = 8, griffin_lim_iters: int = 32):
         """An empty codec with the config's frame layout; `fit` learns its codebooks."""
-        cfg = config or _DEFAULTS
-        self.sample_rate: int = cfg.sample_rate                 # 24000
-        self.frame_rate: float = cfg.frame_rate                 # 12.5
-        self.samples_per_frame: int = cfg.samples_per_frame     # 1920
+        self.sample_rate: int = config.sample_rate if config else SAMPLE_RATE             # 24000
+        self.frame_rate: float = config.frame_rate if config else FRAME_RATE              # 12.5
+        self.samples_per_frame: int = round(self.sample_rate / self.frame_rate)           # 1920
         for name, value in (("n_mels", n_mels), ("hops_per_frame", hops_per_frame),
                             ("griffin_lim_iters", griffin_lim_iters)):
             _check_positive(name, value)

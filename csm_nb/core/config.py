@@ -10,6 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# Mimi's fixed facts. Every CSMConfig defaults to them; code that has no config at hand (a
+# segment's default rate, a plot's time axis) reads them here rather than building one.
+SAMPLE_RATE = 24_000                                # Hz: Mimi's only rate
+FRAME_RATE = 12.5                                   # Mimi frames per second
+SAMPLES_PER_FRAME = round(SAMPLE_RATE / FRAME_RATE)  # 1920
+FRAME_MS = 1000.0 / FRAME_RATE                      # 80 ms
+MIMI_CODEBOOKS = 32                                 # 1 semantic + 31 acoustic levels
+MIMI_CODEBOOK_SIZE = 2048                           # codes per level (11 bits)
+AUDIO_SPECIAL_IDS = 3                               # ids CSM keeps above Mimi's codes (2048..2050)
+
 
 def _positive_int(owner: str, name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -60,10 +70,11 @@ class CSMConfig:
     backbone: LlamaConfig = field(default_factory=lambda: CSMConfig.csm_1b().backbone)
     decoder: LlamaConfig = field(default_factory=lambda: CSMConfig.csm_1b().decoder)
     text_vocab_size: int = 128_256
-    audio_vocab_size: int = 2051      # Mimi's 2048 codes + 3 ids official inference never feeds
-    num_codebooks: int = 32
-    sample_rate: int = 24_000         # Mimi's rate
-    frame_rate: float = 12.5          # Mimi frames per second
+    # Mimi's 2048 codes + 3 ids official inference never feeds
+    audio_vocab_size: int = MIMI_CODEBOOK_SIZE + AUDIO_SPECIAL_IDS
+    num_codebooks: int = MIMI_CODEBOOKS
+    sample_rate: int = SAMPLE_RATE
+    frame_rate: float = FRAME_RATE
 
     def __post_init__(self):
         for name in ("text_vocab_size", "audio_vocab_size", "num_codebooks", "sample_rate"):

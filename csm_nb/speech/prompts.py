@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from .. import data
-from ..core.config import CSMConfig
-from .generator import Segment
+from ..core.config import SAMPLE_RATE
+from .segment import Segment
 from ..loading.modes import CSM_REPO, banner, resolve_mode
 
-_CFG = CSMConfig.csm_1b()
 
 
 @dataclass(frozen=True)
@@ -125,14 +124,14 @@ def _real_prompt(info: PromptInfo, speaker: int) -> Segment:
 
     wav, rate = load_audio(hub_file(CSM_REPO, info.filename))      # [C, T]
     audio = _to_24k(torch.from_numpy(wav).mean(dim=0), rate)      # mono, as the official .squeeze
-    return Segment(speaker, info.transcript, audio, _CFG.sample_rate, label=info.name)
+    return Segment(speaker, info.transcript, audio, SAMPLE_RATE, label=info.name)
 
 
 def _to_24k(audio: torch.Tensor, rate: int) -> torch.Tensor:
-    if rate == _CFG.sample_rate:
+    if rate == SAMPLE_RATE:
         return audio
     import torchaudio.functional as AF
-    return AF.resample(audio, rate, _CFG.sample_rate)
+    return AF.resample(audio, rate, SAMPLE_RATE)
 
 
 def standin_prompt(name: str, speaker: int = 0,
@@ -145,14 +144,14 @@ def standin_prompt(name: str, speaker: int = 0,
         wav, rate = read_wav(path)
         audio = _to_24k(wav if wav.dim() == 1 else wav.mean(dim=0), rate)
         label = f"{info.name} (stand-in: espeak-ng clip {path.name})"
-        return Segment(speaker, STANDIN_TRANSCRIPT, audio, _CFG.sample_rate, label=label)
-    return Segment(speaker, "Mmmmm.", synthetic_hum(name), _CFG.sample_rate,
+        return Segment(speaker, STANDIN_TRANSCRIPT, audio, SAMPLE_RATE, label=label)
+    return Segment(speaker, "Mmmmm.", synthetic_hum(name), SAMPLE_RATE,
                    label=f"{info.name} (stand-in: synthetic hum)")
 
 
 def synthetic_hum(name: str, seconds: float = _HUM_SECONDS) -> torch.Tensor:
     """A hummed vowel with a gliding pitch: a deterministic, offline voice-like signal."""
-    rate = _CFG.sample_rate
+    rate = SAMPLE_RATE
     t = np.arange(round(seconds * rate)) / rate
     base = _HUM_PITCH_HZ[sum(map(ord, name)) % len(_HUM_PITCH_HZ)]
     pitch = base * (1 + 0.1 * np.sin(2 * np.pi * t / seconds))      # slow intonation

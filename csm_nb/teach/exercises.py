@@ -15,10 +15,10 @@ from numbers import Real
 
 import numpy as np
 
-from ..core.config import CSMConfig
+from ..core.config import MIMI_CODEBOOK_SIZE, CSMConfig
 
 _CFG = CSMConfig.csm_1b()
-_BINS = 2048                                  # Mimi's codebook size
+_BINS = MIMI_CODEBOOK_SIZE
 _BITS = int(math.log2(_BINS))                 # 11 bits per code
 _SOLUTIONS: dict[str, str] = {}
 
@@ -318,7 +318,7 @@ def check_pack_prompt(fn, gen) -> bool:
     """Your `pack(gen, text, speaker, context) -> (tokens, mask)` against gen.prompt_rows."""
     import torch
 
-    from ..speech.generator import Segment
+    from ..speech.segment import Segment
     if _unanswered(fn):
         return False
     if not callable(fn):

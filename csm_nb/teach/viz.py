@@ -19,12 +19,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from ..core.config import CSMConfig
+from ..core.config import FRAME_RATE, MIMI_CODEBOOK_SIZE, SAMPLE_RATE
 
-_CFG = CSMConfig.csm_1b()
-SAMPLE_RATE = _CFG.sample_rate          # 24000
-FRAME_RATE = _CFG.frame_rate            # 12.5 Hz
-CODEBOOK_SIZE = 2048                    # Mimi's bins
+CODEBOOK_SIZE = MIMI_CODEBOOK_SIZE
 _SPEC_HOP_S = 0.01                      # 10 ms spectrogram hops
 _SPEC_FLOOR_DB = 80.0                   # dynamic range shown under the loudest bin
 _PNG_DPI = 100                          # notebook rendering: sharp enough, small outputs

@@ -121,7 +121,7 @@ def conversation_builder(gen, prompts=(), turns=(), max_audio_length_ms: float =
     import ipywidgets as W
     from IPython.display import display
 
-    from ..speech.generator import Segment
+    from ..speech.segment import Segment
 
     speaker = W.Dropdown(options=[(f"speaker {s}", s) for s in speakers], value=speakers[0],
                          description="speaker")

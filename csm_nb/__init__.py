@@ -5,7 +5,9 @@ network; everything that does is a function call.
 """
 
 from . import data
-from .audio.mimi import Codec, CodecStream, MimiUnavailable, load_audio, load_codec
+from .audio.mimi import Codec, CodecStream, MimiUnavailable
+from .audio.mimi_weights import load_codec
+from .audio.signal import load_audio
 from .core.config import CSMConfig, LlamaConfig
 from .core.generate import STOP, FrameInfo, generate_codes
 from .core.model import CSM

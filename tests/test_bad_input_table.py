@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 import csm_nb
 from csm_nb.audio import signal as audio_io
 from csm_nb.speech import prompts
-from csm_nb.audio import mimi as C
+from csm_nb.audio.mimi_weights import load_codec
+from csm_nb.audio.signal import load_audio
 from csm_nb.apps.cli import main
 from csm_nb.speech.generator import Generator
 from csm_nb.speech.segment import Segment
@@ -76,7 +77,7 @@ def shared():
     torch.set_num_threads(1)
     model = csm_nb.tiny_model(device="cpu")
     tok = csm_nb.tiny_tokenizer()
-    codec = C.load_codec("tiny", device="cpu")
+    codec = load_codec("tiny", device="cpu")
     return types.SimpleNamespace(model=model, tok=tok, codec=codec,
                                  gen=Generator(model, tok, codec, "tiny"),
                                  rows=csm_nb.text_rows(tok, "Hello.", 0))
@@ -259,14 +260,14 @@ CASES = {
     "tokenizer-not-llama": lambda e: csm_nb.loading.tokenizer.with_csm_template(
         tokenizers.Tokenizer(tokenizers.models.BPE())),
     # Codec
-    "codec-mode": lambda e: C.load_codec("huge"),
-    "codec-dtype": lambda e: C.load_codec("tiny", dtype=torch.int32),
-    "codec-tiny-source": lambda e: C.load_codec("tiny", source=e.tmp),
-    "codec-pickle": lambda e: C.load_codec("real", device="cpu",
+    "codec-mode": lambda e: load_codec("huge"),
+    "codec-dtype": lambda e: load_codec("tiny", dtype=torch.int32),
+    "codec-tiny-source": lambda e: load_codec("tiny", source=e.tmp),
+    "codec-pickle": lambda e: load_codec("real", device="cpu",
                                            source=file_with(e, "mimi.pt", b"pickle")),
-    "codec-missing": lambda e: C.load_codec("real", device="cpu",
+    "codec-missing": lambda e: load_codec("real", device="cpu",
                                             source=e.tmp / "nope.safetensors"),
-    "codec-offline": lambda e: C.load_codec("real", device="cpu"),
+    "codec-offline": lambda e: load_codec("real", device="cpu"),
     "encode-empty": lambda e: e.codec.encode(np.zeros(0, np.float32), SR),
     "encode-nan": lambda e: e.codec.encode(np.array([0.1, np.nan, 0.2], np.float32), SR),
     "encode-channels": lambda e: e.codec.encode(np.zeros((3, 100), np.float32), SR),
@@ -292,8 +293,8 @@ CASES = {
     "decode-stream-batch": lambda e: e.codec.decode_stream(
         torch.zeros(2, 32, 2, dtype=torch.long)),
     "stream-chunk-frames": lambda e: e.codec.encode_stream(np.zeros(10, np.float32), SR, 0),
-    "load-audio-missing": lambda e: C.load_audio(e.tmp / "nope.wav"),
-    "load-audio-garbage": lambda e: C.load_audio(file_with(e, "x.wav", b"not audio" * 20)),
+    "load-audio-missing": lambda e: load_audio(e.tmp / "nope.wav"),
+    "load-audio-garbage": lambda e: load_audio(file_with(e, "x.wav", b"not audio" * 20)),
     # WAV files
     "write-wav-nan": lambda e: audio_io.write_wav(e.tmp / "x.wav", torch.tensor([float("nan")]),
                                                   SR),
@@ -396,7 +397,7 @@ def test_table_and_cases_name_the_same_ids():
 def _error_type(name: str):
     if name.startswith("exit "):
         return None
-    return getattr(C, name, None) or getattr(builtins, name, None) or getattr(torch, name)
+    return getattr(csm_nb, name, None) or getattr(builtins, name, None) or getattr(torch, name)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row["id"] for row in ROWS])

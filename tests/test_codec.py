@@ -13,6 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from csm_nb.audio import mimi as C
+from csm_nb.audio.metrics import mel_distance, si_sdr
+from csm_nb.audio.mimi_weights import build_random_mimi, load_codec, tiny_mimi_config
+from csm_nb.audio.signal import prepare_audio
 from csm_nb.core.config import CSMConfig
 
 CFG = CSMConfig.csm_1b()
@@ -25,7 +28,7 @@ MIMI_REPO = "kyutai/moshiko-pytorch-bf16"
 
 @pytest.fixture(scope="module")
 def codec():
-    return C.load_codec("tiny", device="cpu")
+    return load_codec("tiny", device="cpu")
 
 
 def speechlike(seconds=1.0, seed=0, rate=SR):
@@ -56,11 +59,11 @@ def test_codes_vary_on_every_level(codec):
 
 def test_tiny_is_seeded_and_leaves_the_global_rng_alone(codec):
     state = torch.random.get_rng_state()
-    again = C.load_codec("tiny", device="cpu").mimi.state_dict()        # seed 0, as `codec`
+    again = load_codec("tiny", device="cpu").mimi.state_dict()        # seed 0, as `codec`
     assert torch.equal(torch.random.get_rng_state(), state)
     first = codec.mimi.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
-    other = C.load_codec("tiny", device="cpu", seed=1).mimi.state_dict()
+    other = load_codec("tiny", device="cpu", seed=1).mimi.state_dict()
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
@@ -79,7 +82,7 @@ def test_other_rates_are_resampled_first(codec):
     x = speechlike(0.5, rate=44_100)
     codes = codec.encode(x, 44_100)
     assert codes.shape == (K, math.ceil(round(x.shape[0] * SR / 44_100) / SPF))
-    assert C.prepare_audio(x, 44_100).shape[0] == round(x.shape[0] * SR / 44_100)
+    assert prepare_audio(x, 44_100).shape[0] == round(x.shape[0] * SR / 44_100)
 
 
 def test_bitrate(codec):
@@ -113,7 +116,7 @@ def test_more_levels_get_closer_to_the_full_decode(codec):
     x = speechlike(1.0)
     codes = codec.encode(x, SR)
     full = codec.decode(codes)
-    errors = [C.mel_distance(full, codec.decode(codes, n)) for n in (1, 4, 16)]
+    errors = [mel_distance(full, codec.decode(codes, n)) for n in (1, 4, 16)]
     assert errors[0] > errors[1] > errors[2]
 
 
@@ -166,15 +169,15 @@ def test_an_abandoned_stream_does_not_leak_state(codec):
 def test_quality_measures():
     x = speechlike(1.0)
     noise = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
-    assert C.mel_distance(x, x) == 0
-    assert C.mel_distance(x, x + noise) < C.mel_distance(x, x + 4 * noise)
-    assert C.si_sdr(x, x) > 100
-    assert C.si_sdr(x, 0.5 * x) > 100                         # scale-invariant
+    assert mel_distance(x, x) == 0
+    assert mel_distance(x, x + noise) < mel_distance(x, x + 4 * noise)
+    assert si_sdr(x, x) > 100
+    assert si_sdr(x, 0.5 * x) > 100                         # scale-invariant
     expected = 10 * math.log10(float(x.pow(2).sum() / noise.pow(2).sum()))
-    assert abs(C.si_sdr(x, x + noise) - expected) < 0.5
-    assert C.si_sdr(x, torch.cat([x, torch.zeros(SPF)])) > 100  # compares the overlap
+    assert abs(si_sdr(x, x + noise) - expected) < 0.5
+    assert si_sdr(x, torch.cat([x, torch.zeros(SPF)])) > 100  # compares the overlap
     with pytest.raises(ValueError, match="silent"):
-        C.si_sdr(torch.zeros(SR), x)
+        si_sdr(torch.zeros(SR), x)
 
 
 # ------------------------------------------------------------------ loading "real" Mimi
@@ -183,13 +186,13 @@ def test_quality_measures():
 def tiny_structure(monkeypatch):
     """Make moshi's default Mimi config the tiny one, so a tiny checkpoint loads as real."""
     from moshi.models import loaders
-    monkeypatch.setattr(loaders, "_mimi_config", C.tiny_mimi_config())
+    monkeypatch.setattr(loaders, "_mimi_config", tiny_mimi_config())
     monkeypatch.delenv("CSM_NB_MIMI", raising=False)
 
 
 def save_tiny_checkpoint(folder, seed=7):
     folder.mkdir(parents=True, exist_ok=True)
-    mimi = C.build_random_mimi(C.tiny_mimi_config(), seed=seed)
+    mimi = build_random_mimi(tiny_mimi_config(), seed=seed)
     state = {k: v.contiguous() for k, v in mimi.state_dict().items()}
     save_file(state, str(folder / MIMI_FILE))
     return state
@@ -205,15 +208,15 @@ def assert_loaded(codec, state, mode="real"):
 def test_real_from_a_folder_laid_out_like_the_moshi_repo(tmp_path, tiny_structure):
     folder = tmp_path / MIMI_REPO
     state = save_tiny_checkpoint(folder)
-    assert_loaded(C.load_codec("real", device="cpu", source=folder), state)
-    assert_loaded(C.load_codec("real", device="cpu", source=folder / MIMI_FILE), state)
+    assert_loaded(load_codec("real", device="cpu", source=folder), state)
+    assert_loaded(load_codec("real", device="cpu", source=folder / MIMI_FILE), state)
 
 
 def test_real_from_the_env_variable(tmp_path, tiny_structure, monkeypatch):
     state = save_tiny_checkpoint(tmp_path)
     monkeypatch.setenv("CSM_NB_MIMI", str(tmp_path))
-    assert_loaded(C.load_codec("real", device="cpu"), state)
-    assert_loaded(C.load_codec("auto", device="cpu"), state)
+    assert_loaded(load_codec("real", device="cpu"), state)
+    assert_loaded(load_codec("auto", device="cpu"), state)
 
 
 def fake_hub_cache(root, commit="0123456789abcdef0123456789abcdef01234567"):
@@ -228,38 +231,38 @@ def test_real_through_an_offline_hub_cache(tmp_path, tiny_structure, monkeypatch
     state = fake_hub_cache(tmp_path / "hub")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert_loaded(C.load_codec("real", device="cpu"), state)
+    assert_loaded(load_codec("real", device="cpu"), state)
 
 
 def test_offline_and_not_cached_says_how_to_fix(tmp_path, tiny_structure, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(C.MimiUnavailable, match="CSM_NB_MIMI") as err:
-        C.load_codec("real", device="cpu")
+        load_codec("real", device="cpu")
     assert "huggingface-cli download" in str(err.value) and "offline" in str(err.value)
-    codec = C.load_codec("auto", device="cpu")                   # falls back, loudly
+    codec = load_codec("auto", device="cpu")                   # falls back, loudly
     assert codec.mode == "tiny" and "TINY MODE" in capsys.readouterr().err
 
 
 def test_bad_sources(tmp_path, tiny_structure):
     with pytest.raises(C.MimiUnavailable, match="folder without"):
-        C.load_codec("real", device="cpu", source=tmp_path)
+        load_codec("real", device="cpu", source=tmp_path)
     with pytest.raises(C.MimiUnavailable, match="does not exist"):
-        C.load_codec("real", device="cpu", source=tmp_path / "nope.safetensors")
+        load_codec("real", device="cpu", source=tmp_path / "nope.safetensors")
     pickle = tmp_path / "mimi.pt"
     pickle.write_bytes(b"not really")
     with pytest.raises(ValueError, match="never unpickles"):
-        C.load_codec("real", device="cpu", source=pickle)
+        load_codec("real", device="cpu", source=pickle)
     wrong = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(2)}, str(wrong))
     with pytest.raises(ValueError, match="not a Mimi checkpoint"):
-        C.load_codec("real", device="cpu", source=wrong)
+        load_codec("real", device="cpu", source=wrong)
     with pytest.raises(ValueError, match="source"):
-        C.load_codec("tiny", source=tmp_path)
+        load_codec("tiny", source=tmp_path)
     with pytest.raises(ValueError, match="mode"):
-        C.load_codec("huge")
+        load_codec("huge")
     with pytest.raises(ValueError, match="dtype"):
-        C.load_codec("tiny", dtype=torch.int32)
+        load_codec("tiny", dtype=torch.int32)
 
 
 # ------------------------------------------------------------------ bad input

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 import csm_nb
 import csm_nb.speech.generator as generator_module
 from csm_nb.audio import mimi as C
+from csm_nb.audio.mimi_weights import build_random_mimi, load_codec, tiny_mimi_config
 from csm_nb.teach import widgets
 from csm_nb.apps.cli import main
 from csm_nb.speech.generator import Generator, load_generator
@@ -70,7 +71,7 @@ def micro_repo(folder, model=None):
 def tiny_mimi_structure(monkeypatch):
     """moshi's default Mimi narrowed to the tiny one, so tiny weights load as 'real'."""
     from moshi.models import loaders
-    monkeypatch.setattr(loaders, "_mimi_config", C.tiny_mimi_config())
+    monkeypatch.setattr(loaders, "_mimi_config", tiny_mimi_config())
 
 
 # ------------------------------------------------------------------ the hub
@@ -109,8 +110,8 @@ def test_unreachable_hub_real_says_how_and_auto_falls_back(offline, monkeypatch,
     assert "TINY MODE for the CSM model" in banner and "cannot be reached" in banner
     assert csm_nb.load_tokenizer(mode="auto").token_to_id("<|begin_of_text|>") == 128_000
     assert "TINY MODE for the tokenizer" in capsys.readouterr().err
-    with pytest.raises(C.MimiUnavailable, match="unreachable"):
-        C.load_codec("real", device="cpu")
+    with pytest.raises(C.MimiUnavailable, match="the hub cannot be reached"):
+        load_codec("real", device="cpu")
 
 
 def test_hub_errors_without_a_friendly_type_still_say_what_to_do(offline, monkeypatch, capsys):
@@ -158,7 +159,7 @@ def test_gated_repo_without_a_token(offline, monkeypatch, capsys):
     assert asked[-2:] == ["sesame/csm-1b", "unsloth/Llama-3.2-1B"]
     assert tok.encode("[0]a").ids == [128_000, 91, 48, 93, 97, 128_001]
     with pytest.raises(C.MimiUnavailable, match="is gated"):
-        C.load_codec("real", device="cpu")
+        load_codec("real", device="cpu")
 
 
 def test_cli_real_mode_offline_exits_cleanly(offline, capsys):
@@ -195,13 +196,13 @@ def test_auto_with_broken_local_weights_says_so_and_wrong_sizes_are_not_hidden(
 
 
 def test_truncated_mimi_checkpoint(offline, tiny_mimi_structure, capsys):
-    mimi = C.build_random_mimi(C.tiny_mimi_config(), seed=1)
+    mimi = build_random_mimi(tiny_mimi_config(), seed=1)
     path = offline / MIMI_FILE
     save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(path))
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(C.MimiUnavailable, match="truncated or corrupted"):
-        C.load_codec("real", device="cpu", source=path)
-    assert C.load_codec("auto", device="cpu", source=path).mode == "tiny"
+        load_codec("real", device="cpu", source=path)
+    assert load_codec("auto", device="cpu", source=path).mode == "tiny"
     assert "truncated or corrupted" in capsys.readouterr().err
 
 
@@ -319,22 +320,12 @@ def test_ctrl_c_from_on_frame_then_the_same_codes_as_a_fresh_run(tokenizer):
     assert again.shape == (32, 6) and torch.equal(again, fresh)
 
 
-class _InterruptingBar:
-    """A progress bar that presses Ctrl-C (a real SIGINT) when frame `at` is generated."""
-
-    def __init__(self, at):
-        self.at, self.frames = at, 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        self.frames += n
-        if self.frames == self.at:
-            signal.raise_signal(signal.SIGINT)       # Python turns it into KeyboardInterrupt
+def press_ctrl_c_at(frame):
+    """A progress callback that presses Ctrl-C (a real SIGINT) when frame `frame` is done."""
+    def progress(done, total):
+        if done == frame:
+            signal.raise_signal(signal.SIGINT)
+    return progress
 
 
 @pytest.fixture
@@ -351,14 +342,13 @@ def test_ctrl_c_during_generate_then_the_next_call_works(gen, monkeypatch, strea
                                                          ctrl_c_raises):
     kw = dict(max_audio_length_ms=400, seed=9, progress=False)
     before = gen.generate("Hello.", 0, **kw)
-    monkeypatch.setattr(generator_module, "_progress_bar", lambda total, on: _InterruptingBar(2))
+    interrupted = dict(kw, progress=press_ctrl_c_at(2))
     with pytest.raises(KeyboardInterrupt):
         if streaming:
-            for _ in gen.generate_stream("Hello.", 0, chunk_frames=1, **kw):
+            for _ in gen.generate_stream("Hello.", 0, chunk_frames=1, **interrupted):
                 pass
         else:
-            gen.generate("Hello.", 0, **kw)
-    monkeypatch.undo()
+            gen.generate("Hello.", 0, **interrupted)
     assert torch.equal(gen.generate("Hello.", 0, **kw), before)
 
 
@@ -512,7 +502,7 @@ def test_auto_never_pairs_real_weights_with_a_random_codec(offline, monkeypatch)
 def test_auto_with_every_weight_local_is_real(offline, monkeypatch, tiny_mimi_structure,
                                               capsys):
     monkeypatch.setenv("CSM_NB_WEIGHTS", str(micro_repo(offline / "w")))
-    mimi = C.build_random_mimi(C.tiny_mimi_config(), seed=1)
+    mimi = build_random_mimi(tiny_mimi_config(), seed=1)
     save_file({k: v.contiguous() for k, v in mimi.state_dict().items()},
               str(offline / MIMI_FILE))
     monkeypatch.setenv("CSM_NB_MIMI", str(offline))

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import csm_nb
-import csm_nb.audio.mimi
+import csm_nb.audio.mimi_weights
 import csm_nb.loading.weights
 import csm_nb.loading.tokenizer
-from csm_nb.audio.mimi import load_codec
+from csm_nb.audio.mimi_weights import load_codec
 from csm_nb.speech.budget import ContextTrimmed
 from csm_nb.speech.generator import Generator, load_generator
 from csm_nb.speech.segment import Segment
@@ -250,12 +250,12 @@ def test_load_generator_makes_one_mode_decision(monkeypatch):
     monkeypatch.setattr(csm_nb.loading.weights, "load_model", lambda mode, device, dtype: (model, "real"))
     monkeypatch.setattr(csm_nb.loading.tokenizer, "load_tokenizer",
                         lambda mode: seen.setdefault("tokenizer", mode) and csm_nb.tiny_tokenizer())
-    real_codec = csm_nb.audio.mimi.load_codec
+    real_codec = csm_nb.audio.mimi_weights.load_codec
 
     def fake_codec(mode, device):
         seen["codec"] = mode
         return real_codec("tiny", device)
-    monkeypatch.setattr(csm_nb.audio.mimi, "load_codec", fake_codec)
+    monkeypatch.setattr(csm_nb.audio.mimi_weights, "load_codec", fake_codec)
     gen = load_generator("auto")
     assert gen.mode == "real" and seen == {"tokenizer": "real", "codec": "real"}
 

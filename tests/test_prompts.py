@@ -5,7 +5,7 @@ import pytest
 import soundfile
 import torch
 
-import csm_nb.loading.weights
+import csm_nb.loading.hub
 from csm_nb.speech import prompts
 from csm_nb.speech.segment import Segment
 
@@ -63,7 +63,7 @@ def _fake_hub(monkeypatch, tmp_path, rate, channels):
     path = tmp_path / "prompt.wav"
     soundfile.write(path, data, rate, subtype="PCM_16")
     asked = []
-    monkeypatch.setattr(csm_nb.loading.weights, "hub_file",
+    monkeypatch.setattr(csm_nb.loading.hub, "hub_file",
                         lambda repo, name, **kw: asked.append((repo, name)) or str(path))
     return asked
 
@@ -82,7 +82,7 @@ def test_real_mode_loads_from_the_hub_resampled_to_24k(monkeypatch, tmp_path, ra
 def test_real_mode_offline_raises_and_auto_stands_in(monkeypatch, capsys):
     def offline(repo, name, **kw):
         raise OSError(f"{name} of {repo} is not in the local cache")
-    monkeypatch.setattr(csm_nb.loading.weights, "hub_file", offline)
+    monkeypatch.setattr(csm_nb.loading.hub, "hub_file", offline)
     with pytest.raises(OSError, match="local cache"):
         prompts.load_prompt("read_speech_a", mode="real")
     seg = prompts.load_prompt("read_speech_a", mode="auto")

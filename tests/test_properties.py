@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays, from_dtype
 
 import csm_nb
-from csm_nb.audio import mimi as C
+from csm_nb.audio.mimi_weights import load_codec
+from csm_nb.audio.signal import prepare_audio
 from csm_nb.speech.generator import Generator
 from csm_nb.speech.segment import Segment
 from csm_nb.loading.tokenizer import BOS_ID, EOS_ID
@@ -76,7 +77,7 @@ def tokenizer():
 
 @functools.cache
 def tiny_codec():
-    return C.load_codec("tiny", device="cpu")
+    return load_codec("tiny", device="cpu")
 
 
 class StubCodec:
@@ -85,7 +86,7 @@ class StubCodec:
     sample_rate, num_codebooks, codebook_size, mode = SR, K, 2048, "stub"
 
     def encode(self, wav, sample_rate):
-        x = C.prepare_audio(wav, sample_rate)
+        x = prepare_audio(wav, sample_rate)
         return torch.ones(K, math.ceil(x.shape[0] / SPF), dtype=torch.long)
 
 
@@ -209,7 +210,7 @@ def mono_length(wav) -> int:
 @example(np.zeros(10, np.float32), float("inf"))           # once an OverflowError
 def test_prepare_audio(wav, rate):
     """The front door of Codec.encode / encode_stream / log_mel / mel_distance."""
-    x = outcome(C.prepare_audio, wav, rate)
+    x = outcome(prepare_audio, wav, rate)
     if x is None:
         return
     assert x.dtype == torch.float32 and x.dim() == 1 and bool(torch.isfinite(x).all())

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from csm_nb import data as csm_nb_data
-from csm_nb.audio.mimi import load_audio, mel_distance
+from csm_nb.audio.metrics import mel_distance
+from csm_nb.audio.signal import load_audio
 from csm_nb.audio.toy_codec import ToyCodec, kmeans, nearest
 from csm_nb.training.train import load_dataset
 

@@ -7,15 +7,16 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from csm_nb.audio import mimi as C
+from csm_nb.core.config import FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
+from csm_nb.audio.mimi_weights import load_codec
 from csm_nb.teach import viz, widgets
 
-SR, SPF = C.SAMPLE_RATE, C.SAMPLES_PER_FRAME
+SR, SPF = SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 @pytest.fixture(scope="module")
 def codec():
-    return C.load_codec("tiny", device="cpu")
+    return load_codec("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_code_grid_axes_are_seconds_and_codebooks(codes):
     assert_renders(fig)
     assert {"time (s)", "codebook index"} <= labels(fig)
     left, right, bottom, top = fig.axes[0].images[0].get_extent()
-    assert (left, right) == (0, codes.shape[1] / C.CSMConfig().frame_rate)
+    assert (left, right) == (0, codes.shape[1] / FRAME_RATE)
     assert (top, bottom) == (-0.5, codes.shape[0] - 0.5)        # codebook 0 on top
 
 

@@ -111,7 +111,7 @@ def load_prompt_spec(spec: str, speaker: int, mode: str) -> Segment:
     if "|" not in spec:
         from ..speech.prompts import load_prompt
         return load_prompt(spec, speaker, mode=mode)
-    from ..audio.mimi import load_audio
+    from ..audio.signal import load_audio
     path, transcript = (part.strip() for part in spec.split("|", 1))
     wav, rate = load_audio(path)                                  # [C, T]
     return Segment(speaker, transcript, wav.mean(axis=0), rate, label=Path(path).name)

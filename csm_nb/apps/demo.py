@@ -109,7 +109,7 @@ def check_length(conversation: str, transcript_a: str, transcript_b: str) -> int
 
 def read_upload(path: str, transcript: str | None, speaker: int) -> Segment:
     """A speaker's own clip as a prompt Segment; readable errors for anything unusable."""
-    from ..audio.mimi import load_audio
+    from ..audio.signal import load_audio
 
     who, name = f"Speaker {SPEAKERS[speaker]}", Path(path).name
     try:

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from .mimi import prepare_audio
+from .signal import prepare_audio
 from ..core.config import FRAME_RATE, SAMPLE_RATE, CSMConfig
 
 

@@ -109,5 +109,5 @@ def _tokenizer_file(source: str, token) -> str:
         return path
     if os.path.isfile(source):
         return source
-    from .weights import hub_file
+    from .hub import hub_file
     return hub_file(source, "tokenizer.json", token=token)

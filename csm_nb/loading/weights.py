@@ -16,46 +16,13 @@ import torch
 from .. import env
 from ..core.config import CSMConfig, LlamaConfig
 from ..core.model import CSM, check_state_dict
+from .hub import hub_file
 from .modes import (CSM_REPO, OFFLINE_MODE, WEIGHTS_ENV, banner, real_weights_reason,
                     resolve_device, resolve_dtype, resolve_mode)
 
 WEIGHTS_FILE = "model.safetensors"
 # Saved by the official setup_caches() as persistent buffers; not weights.
 _CACHE_MASK_KEYS = ("backbone_causal_mask", "decoder_causal_mask")
-
-
-def hub_file(repo_id: str, filename: str, token=None, revision: str | None = None) -> str:
-    """Path of a file from the hub (or its local cache), with errors that say how to fix."""
-    import huggingface_hub as hf
-    from huggingface_hub import errors as hf_errors
-
-    try:
-        return hf.hf_hub_download(repo_id, filename, token=token, revision=revision,
-                                  cache_dir=env.hub_cache_dir(),
-                                  local_files_only=env.hub_offline())
-    except hf_errors.GatedRepoError as err:
-        raise OSError(
-            f"{repo_id} is gated and this machine has no access: accept the terms at "
-            f"https://huggingface.co/{repo_id}, then log in (`huggingface-cli login`, or set "
-            f"$HF_TOKEN, or pass token=...); or point ${WEIGHTS_ENV} at a local copy") from err
-    except hf_errors.RepositoryNotFoundError as err:
-        raise OSError(f"{repo_id} was not found on the hub (or it is private and you are not "
-                      "logged in): check the name, or log in with `huggingface-cli login`"
-                      ) from err
-    except hf_errors.LocalEntryNotFoundError as err:
-        raise OSError(
-            f"{filename} of {repo_id} is not in the local cache and the hub cannot be reached "
-            "(offline, HF_HUB_OFFLINE=1, or no network): download it once on a connected "
-            f"machine (`huggingface-cli download {repo_id}`) or set ${WEIGHTS_ENV} to a "
-            "folder holding it") from err
-    except hf_errors.EntryNotFoundError as err:
-        raise OSError(f"{repo_id} has no file {filename}; check the repo and revision") from err
-    except OSError as err:    # connection refused, DNS, timeouts, HTTP 5xx (HfHubHTTPError)
-        raise OSError(
-            f"downloading {filename} of {repo_id} failed ({type(err).__name__}: {err}); the hub "
-            "may be unreachable from here (no network, a proxy or firewall) or down: try again "
-            f"later, or download it once elsewhere and set ${WEIGHTS_ENV} to a folder holding "
-            "it") from err
 
 
 def _locate(source: str, filename: str, token) -> str:

@@ -346,7 +346,7 @@ def load_generator(mode: str | None = None, device=None, dtype=None,
     """CSM, tokenizer and Mimi from ONE mode decision. mode: "real" | "tiny" | "auto" (None:
     $CSM_NB_MODE, else auto). `auto` resolves once (real if the weights load, else tiny with
     the banner) and all three parts follow it. device/dtype: the model's (Mimi stays fp32)."""
-    from ..audio.mimi import load_codec
+    from ..audio.mimi_weights import load_codec
     from ..loading.weights import load_model
     from ..loading.modes import resolve_mode
     from ..loading.tokenizer import load_tokenizer

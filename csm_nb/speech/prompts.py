@@ -119,8 +119,8 @@ def load_prompt(name: str, speaker: int = 0, mode: str | None = None,
 
 
 def _real_prompt(info: PromptInfo, speaker: int) -> Segment:
-    from ..audio.mimi import load_audio
-    from ..loading.weights import hub_file
+    from ..audio.signal import load_audio
+    from ..loading.hub import hub_file
 
     wav, rate = load_audio(hub_file(CSM_REPO, info.filename))      # [C, T]
     audio = _to_24k(torch.from_numpy(wav).mean(dim=0), rate)      # mono, as the official .squeeze

@@ -14,10 +14,11 @@ import html
 import numpy as np
 import torch
 
-from ..audio import mimi as codec_lib
+from ..audio.metrics import mel_distance, si_sdr
+from ..audio.signal import prepare_audio
+from ..core.config import SAMPLE_RATE
 from . import viz
 
-SAMPLE_RATE = codec_lib.SAMPLE_RATE
 
 
 def _samples(wav) -> np.ndarray:
@@ -76,7 +77,7 @@ def level_mixer(codec, codes, levels=(1, 2, 4, 8, 16, 32), original=None,
         raise ValueError(f"levels={levels} must lie in 1..{codec.num_codebooks}")
     reference = None
     if original is not None:
-        reference = codec_lib.prepare_audio(original, original_rate or codec.sample_rate,
+        reference = prepare_audio(original, original_rate or codec.sample_rate,
                                             codec.sample_rate)
     cache: dict[int, torch.Tensor] = {}
     slider = W.SelectionSlider(options=levels, value=value or levels[-1],
@@ -89,8 +90,8 @@ def level_mixer(codec, codes, levels=(1, 2, 4, 8, 16, 32), original=None,
         wav = cache[n]
         text = f"{n} level(s) = {codec.bitrate(n) / 1000:.2f} kbps"
         if reference is not None:
-            text += (f"; mel distance {codec_lib.mel_distance(reference, wav):.2f} dB, "
-                     f"SI-SDR {codec_lib.si_sdr(reference, wav):.1f} dB")
+            text += (f"; mel distance {mel_distance(reference, wav):.2f} dB, "
+                     f"SI-SDR {si_sdr(reference, wav):.1f} dB")
         out.clear_output(wait=True)
         with out:
             print(text)

@@ -71,7 +71,7 @@ def load_dataset(folder: str | Path | None = None):
     """(utterances, sample rate) from a folder with transcripts.tsv (file, voice, text) and
     its wav files; default: the two-voice set shipped with the package."""
     from .. import data
-    from ..audio.mimi import load_audio
+    from ..audio.signal import load_audio
 
     folder = data.path("two_voices") if folder is None else Path(folder)
     index = folder / "transcripts.tsv"

@@ -285,7 +285,7 @@ def test_frame_levels_db():
 class _AmplitudeCodec:
     """Stub Mimi: frame f decodes to 1920 samples of amplitude codes[0, f] / 2048."""
 
-    sample_rate, num_codebooks, codebook_size, mode = SR, K, 2048, "stub"
+    sample_rate, samples_per_frame, num_codebooks, codebook_size, mode = SR, SPF, K, 2048, "stub"
 
     def stream(self):
         return types.SimpleNamespace(

@@ -22,7 +22,7 @@ from csm_nb import data as csm_nb_data
 from csm_nb.audio.metrics import mel_distance
 from csm_nb.audio.signal import load_audio
 from csm_nb.audio.toy_codec import ToyCodec, kmeans, nearest
-from csm_nb.training.train import load_dataset
+from csm_nb.training import load_dataset
 
 ASSETS = csm_nb_data.FOLDER
 ROUND_TRIP_BOUND_DB = 3.5

@@ -1,4 +1,4 @@
-"""csm_nb.training.train: conversation rows, the CSM loss (checked against the inference path), the
+"""csm_nb.training: conversation rows, the CSM loss (checked against the inference path), the
 loop, and a model trained here that says its one training utterance back, code for code."""
 
 import math
@@ -8,11 +8,13 @@ import torch
 
 import csm_nb
 from csm_nb import data as csm_nb_data
-from csm_nb.training import train as T
+from csm_nb import training as T
+from csm_nb.core.config import AUDIO_SPECIAL_IDS
+from csm_nb.speech.segment import Segment, conversation_rows
 
 ASSETS = csm_nb_data.FOLDER
 K, BINS = 4, 16                    # a 4-level toy codec with 16 codes per level
-V = BINS + T.AUDIO_SPECIAL_IDS
+V = BINS + AUDIO_SPECIAL_IDS
 
 
 def small_config(**overrides):
@@ -33,15 +35,15 @@ def random_codes(frames, seed):
 
 @pytest.fixture
 def batch(tokenizer):
-    rows = [T.conversation_rows(tokenizer, [T.Turn(0, "Hi there.", random_codes(5, 1)),
-                                            T.Turn(0, "Yes.", random_codes(3, 2))], K),
-            T.conversation_rows(tokenizer, [T.Turn(1, "Ok", random_codes(4, 3))], K)]
+    rows = [conversation_rows(tokenizer, [Segment(0, "Hi there.", codes=random_codes(5, 1)),
+                                            Segment(0, "Yes.", codes=random_codes(3, 2))], K),
+            conversation_rows(tokenizer, [Segment(1, "Ok", codes=random_codes(4, 3))], K)]
     return T.pad_batch(rows)
 
 
 def test_conversation_rows_layout(tokenizer):
     codes = random_codes(3, 0)
-    tokens, mask = T.conversation_rows(tokenizer, [T.Turn(0, "Hi", codes), T.Turn(1, "Yo")], K)
+    tokens, mask = conversation_rows(tokenizer, [Segment(0, "Hi", codes=codes), Segment(1, "Yo")], K)
     text = len("[0]Hi") + 2                                    # BOS + bytes + EOS
     assert tokens.shape == mask.shape == (text + 3 + 1 + text, K + 1)
     assert mask[:text, K].all() and not mask[:text, :K].any()  # text rows
@@ -70,7 +72,7 @@ def test_loss_equals_the_inference_path(tokenizer):
     """Teacher-forced log-probabilities from the cached step functions generate_codes uses."""
     model = small_model(seed=3)
     codes = random_codes(4, 5)
-    tokens, mask = T.conversation_rows(tokenizer, [T.Turn(0, "Hey", codes)], K)
+    tokens, mask = conversation_rows(tokenizer, [Segment(0, "Hey", codes=codes)], K)
     loss = T.csm_loss(model, tokens[None], mask[None])
     model.setup_caches(1)
     nll0, nll_dec, frames = 0.0, 0.0, 0
@@ -122,7 +124,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(batch):
 
 def test_a_trained_model_says_its_training_utterance(tokenizer):
     codes = random_codes(6, 7)
-    turn = T.conversation_rows(tokenizer, [T.Turn(0, "Hello.", codes)], K)
+    turn = conversation_rows(tokenizer, [Segment(0, "Hello.", codes=codes)], K)
     model = small_model()
     history = T.train(model, T.pad_batch([turn]), steps=120, lr=1e-2, warmup=10,
                       progress=False)

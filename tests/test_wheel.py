@@ -90,6 +90,6 @@ def test_notebook_03s_setup_and_prompts_from_a_folder_outside_the_clone(installe
 
 def test_the_training_data_loads_from_the_wheel(installed):
     python, work, _ = installed
-    done = _run([str(python), "-c", "from csm_nb.training import train; data, sr = train.load_dataset(); "
+    done = _run([str(python), "-c", "from csm_nb import training; data, sr = training.load_dataset(); "
                  "print(len(data), sr)"], cwd=work, env=_env())
     assert done.stdout.split() == ["24", "24000"]

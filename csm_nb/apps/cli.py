@@ -26,10 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch import OutOfMemoryError
-
-from ..audio.mimi import MimiUnavailable
 from ..speech.segment import MAX_SPEAKER, Segment, check_speaker, max_frames
+from . import USER_ERRORS
 
 _SPEAKER_LETTERS = "ABCDEFGHIJ"[: MAX_SPEAKER + 1]
 _TURN = re.compile(r"^\s*([A-Za-z]|\d+)\s*:(.*)$")
@@ -236,7 +234,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         (_say if args.command == "say" else _conversation)(args)
-    except (ValueError, TypeError, OSError, MimiUnavailable, OutOfMemoryError) as err:
+    except USER_ERRORS as err:
         print(f"csm_nb {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

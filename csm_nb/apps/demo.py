@@ -27,19 +27,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from torch import OutOfMemoryError
 
 from ..audio.signal import to_pcm16
-from ..audio.mimi import MimiUnavailable
 from ..core.config import FRAME_MS
-from ..speech.budget import ContextTrimmed
-from ..speech.segment import Segment
 from ..loading.modes import decide_mode, resolve_mode
+from ..speech.budget import ContextTrimmed
 from ..speech.prompts import load_prompt, prompt_info, prompt_names
+from ..speech.segment import Segment
+from . import USER_ERRORS
 
-# What a user can act on (bad input, missing weights or files, a full GPU): a message on the
-# page, nothing in the log. Anything else is a bug and also logs its traceback.
-USER_ERRORS = (ValueError, TypeError, OSError, MimiUnavailable, OutOfMemoryError)
 MAX_CHARS = 2000          # the Space refuses conversation + both transcripts at >= 2000 chars
 MAX_TURNS = 20            # the Space's text area has 20 lines; the page has one player per turn
 MAX_SECONDS = 30.0        # the Space's cap per line (max_audio_length_ms=30_000)

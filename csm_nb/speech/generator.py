@@ -24,11 +24,11 @@ import torch
 from ..core.config import CSMConfig
 from ..core.generate import STOP, generate_codes, out_of_memory_error
 from ..core.model import CSM
-from ..core.rows import text_rows, turn_rows
+from ..core.rows import text_rows
 from ..core.sampling import check_sampling_args
 from .budget import ContextBudget
-from .segment import Segment, check_context, describe, max_frames
-from .streaming import DEFAULT_CHUNK, ChunkDecoder, RunawayGuard, _Worker
+from .segment import Segment, check_context, describe, max_frames, segment_rows
+from .streaming import DEFAULT_CHUNK, ChunkDecoder, RunawayGuard, _Worker, codec_codes
 
 Watermark = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -87,9 +87,7 @@ class Generator:
 
     def segment_rows(self, segment: Segment) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of one context segment: text rows, audio rows, all-zero EOS row. [S, K+1]."""
-        codes = self.encode(segment) if segment.has_sound else None
-        return turn_rows(self.tokenizer, segment.text, segment.speaker, codes,
-                         self.config.num_codebooks)
+        return segment_rows(self.tokenizer, segment, self.config.num_codebooks, self.encode)
 
     def max_frames(self, max_audio_length_ms) -> int:
         """Frames the new line may take: int(ms / 80), as the official generator rounds."""
@@ -131,12 +129,6 @@ class Generator:
 
     # -- generation ---------------------------------------------------------------------
 
-    def _mimi_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """CSM's bins 2048..2050 are not Mimi codes (official inference never feeds them, but
-        sampling does not exclude them, and Mimi cannot decode them): clamp to Mimi's last
-        code, as VoxServe does. Random tiny models hit them often; trained ones rarely."""
-        return codes.clamp(max=self.codec.codebook_size - 1)
-
     def _finish(self, audio: torch.Tensor) -> torch.Tensor:
         audio = audio.detach().to("cpu", torch.float32)
         if self.watermark is None:
@@ -169,7 +161,7 @@ class Generator:
                     with self._lock:
                         codes = generate_codes(self.model, *job["args"],
                                                on_frame=lambda info: bar.update(1))   # [K, F]
-                    audio = self.codec.decode(self._mimi_codes(codes))
+                    audio = self.codec.decode(codec_codes(codes, self.codec))
             else:                                     # the guard listens: decode as we go
                 chunks = [torch.zeros(0)]
                 self._decode_while_generating(job, DEFAULT_CHUNK, chunks.append,
@@ -235,7 +227,7 @@ class Generator:
 
     def _decode_while_generating(self, job, chunk_frames, emit, tick) -> None:
         """generate_codes with Mimi decoding each chunk as soon as its frames exist."""
-        decoder = ChunkDecoder(self, chunk_frames, job["guard"])
+        decoder = ChunkDecoder(self.codec, chunk_frames, job["guard"])
 
         def on_frame(info):
             tick()
@@ -266,7 +258,7 @@ class Generator:
                       guard: RunawayGuard | None = None) -> Iterator[torch.Tensor]:
         """Decode any sequence of frames [K] as a stream would: chunks until the end frame or
         the guard (for trying the guard on codes of your own)."""
-        decoder = ChunkDecoder(self, chunk_frames, guard)
+        decoder = ChunkDecoder(self.codec, chunk_frames, guard)
         for codes in frames:
             yield from decoder.push(codes)
             if decoder.done:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..core.config import FRAME_MS, SAMPLE_RATE
-from ..core.rows import check_unicode
+from ..core.rows import check_unicode, turn_rows
 
 MAX_SPEAKER = 9
 
@@ -181,3 +181,25 @@ def check_context(context) -> list[Segment]:
             raise TypeError(f"context[{i}] is a {type(seg).__name__}, not a Segment; build it "
                             "with csm_nb.Segment(speaker, text, audio, sample_rate)")
     return list(context)
+
+
+def segment_rows(tokenizer, segment: Segment, num_codebooks: int, encode=None):
+    """Rows of one segment (csm_nb.core.rows.turn_rows): its codes, or `encode(segment)` for
+    its audio (the Generator passes its cached codec), or text rows only."""
+    codes = segment.codes
+    if codes is None and segment.audio is not None:
+        if encode is None:
+            raise ValueError(f"{segment!r} has audio but no codes; pass encode= (a codec's "
+                             "encoder) or build the segment with codes=")
+        codes = encode(segment)
+    return turn_rows(tokenizer, segment.text, segment.speaker, codes, num_codebooks)
+
+
+def conversation_rows(tokenizer, segments, num_codebooks: int, encode=None):
+    """Segments in order -> (tokens [S, K+1], mask [S, K+1]): a context, or a training example
+    whose last segment is the line to learn."""
+    segments = check_context(segments)
+    if not segments:
+        raise ValueError("segments is empty; give at least one Segment")
+    rows = [segment_rows(tokenizer, s, num_codebooks, encode) for s in segments]
+    return torch.cat([t for t, _ in rows]), torch.cat([m for _, m in rows])

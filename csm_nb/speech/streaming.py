@@ -6,14 +6,19 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-if TYPE_CHECKING:
-    from .generator import Generator
-
 DEFAULT_CHUNK = 10          # frames per streamed chunk (0.8 s): Mimi calls stay few
+
+
+def codec_codes(codes: torch.Tensor, codec) -> torch.Tensor:
+    """CSM's codes as the codec can decode them. CSM's bins above the codec's codes (2048..2050
+    for Mimi) are not codes: official inference never feeds them, but sampling does not exclude
+    them, and Mimi cannot decode them. They are clamped to the codec's last code, as VoxServe
+    does. Random tiny models hit them often; trained ones rarely."""
+    return codes.clamp(max=codec.codebook_size - 1)
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,9 @@ class ChunkDecoder:
     on `chunk_frames` (Mimi's streaming decoder is causal). flush() decodes what is left.
     """
 
-    def __init__(self, gen: "Generator", chunk_frames: int, guard: RunawayGuard | None = None):
-        self.gen, self.chunk_frames, self.guard = gen, chunk_frames, guard
-        self.stream = gen.codec.stream()
+    def __init__(self, codec, chunk_frames: int, guard: RunawayGuard | None = None):
+        self.codec, self.chunk_frames, self.guard = codec, chunk_frames, guard
+        self.stream = codec.stream()
         self.pending: list[torch.Tensor] = []
         self.levels: list[float] = []                 # every frame's loudness, for the guard
         self.history: list[torch.Tensor] = []         # every frame's codes, for the guard
@@ -96,10 +101,10 @@ class ChunkDecoder:
         if not self.pending:
             return []
         frames, self.pending = self.pending, []
-        codes = self.gen._mimi_codes(torch.stack(frames, dim=1))              # [K, f]
+        codes = codec_codes(torch.stack(frames, dim=1), self.codec)            # [K, f]
         audio = self.stream.decode(codes)                                      # [f * 1920]
         if self.guard is not None:
-            spf = self.gen.config.samples_per_frame
+            spf = self.codec.samples_per_frame
             for j, level in enumerate(frame_levels_db(audio, spf)):
                 self.levels.append(level)
                 self.history.append(frames[j])

@@ -803,7 +803,7 @@ def plot_chunk_latency(chunk_frames, first_audio_s, frame_ms: float = 1000 / FRA
 # ------------------------------------------------------------------- 05 train a tiny CSM
 
 def plot_training(history, chance: float | None = None) -> Figure:
-    """Loss curves of `csm_nb.training.train.train` (total, codebook 0, depth decoder; log scale) and
+    """Loss curves of `csm_nb.training.train` (total, codebook 0, depth decoder; log scale) and
     the teacher-forced codebook-0 accuracy. chance: ln(V), the loss of a uniform guess."""
     steps = np.asarray(history.step) + 1
     fig, axes = _figure(1, 2, width=11, height=3.4)

@@ -102,7 +102,7 @@ def build_rows(model, args, device):
     if not args.skip_compile:
         rows.append(Row("csm_nb compiled", ours(model, "compile")))
     if not args.skip_reference:
-        from tests.reference.official import OfficialCSM
+        from csm_nb.reference.official import OfficialCSM
         with torch.device("meta"):
             ref = OfficialCSM(model.config)
         ref.load_state_dict(model.state_dict(), assign=True)     # shares the weights
@@ -115,7 +115,7 @@ def build_rows(model, args, device):
                             t.to(device), m.to(device), f, topk=1 if greedy else TOPK,
                             temperature=TEMPERATURE)))
     if not args.skip_transformers:
-        from tests.reference.hf_csm import hf_inputs_from_rows, hf_model_from, stub_codec
+        from csm_nb.reference.hf_csm import hf_inputs_from_rows, hf_model_from, stub_codec
         hf = hf_model_from(model).to(device)
 
         def run_hf(t, m, f, greedy):

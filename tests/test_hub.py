@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 import csm_nb
 from csm_nb.loading.weights import config_from_json
-from tests.reference.weights import random_csm
+from csm_nb.reference.weights import random_csm
 
 REPO = "sesame/csm-1b"
 COMMIT = "c92a71e1" + "0" * 32

@@ -1,6 +1,6 @@
 """The package's shape: imports flow one way through the sub-packages, with no cycle.
 
-    core -> loading -> audio -> speech -> training -> teach -> apps
+    core -> loading -> audio -> speech -> training -> teach -> apps      (reference aside)
 
 A module may import from its own sub-package and from those before it, never after (core is
 torch only; apps sit on top). `env` and `data` are leaves anyone may use: they import nothing
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "csm_nb"
-LAYERS = ["core", "loading", "audio", "speech", "training", "teach", "apps"]
+LAYERS = ["core", "loading", "audio", "speech", "training", "teach", "apps", "reference"]
 LEAVES = {"env", "data"}
 FACADES = {"__init__", "__main__"}          # the public API and `python -m csm_nb`: on top
 MAX_LINES = 450
@@ -85,6 +85,14 @@ def test_imports_flow_one_way(name):
         assert rank(target) <= rank(name), (
             f"{name} ({LAYERS[rank(name)] if 0 <= rank(name) < len(LAYERS) else 'top'}) "
             f"imports {target}, which sits later in {' -> '.join(LAYERS)}")
+
+
+def test_nothing_depends_on_the_references():
+    """csm_nb.reference needs torchtune/transformers (extra [reference]): only tests and
+    benchmarks may import it."""
+    for name, path in modules().items():
+        if not name.startswith("reference."):
+            assert not any(t.startswith("reference.") for t in imports_of(name, path)), name
 
 
 def test_core_needs_only_torch():

@@ -7,9 +7,9 @@ import csm_nb
 from csm_nb.core.frame_loop import decode_frame
 from csm_nb.core.sampling import draw_noise
 from tests.conftest import mixed_prompt
-from tests.reference.weights import parity_config, random_csm
+from csm_nb.reference.weights import parity_config, random_csm
 
-# The official checkpoint's shapes (../shared/docs/csm-reference.md, sec. 2).
+# The official checkpoint's shapes (docs/csm-reference.md, sec. 2).
 PER_LAYER = {"sa_norm.scale": "D", "attn.q_proj.weight": ("D", "D"),
              "attn.k_proj.weight": ("KV", "D"), "attn.v_proj.weight": ("KV", "D"),
              "attn.output_proj.weight": ("D", "D"), "mlp_norm.scale": "D",

@@ -11,7 +11,7 @@ import csm_nb
 from csm_nb.teach import exercises, viz, widgets
 from csm_nb.core.sampling import filtered_probs, sample_topk
 from tests.conftest import mixed_prompt
-from tests.reference.weights import random_csm
+from csm_nb.reference.weights import random_csm
 
 FRAMES = 4
 

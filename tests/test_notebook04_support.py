@@ -41,7 +41,7 @@ def test_llama_params_count_the_modules_parameters():
 
 
 def test_params_per_frame_golden_and_equal_to_profiling():
-    assert E.params_per_frame() == 4_553_371_648            # reference doc sec. 10: 4.553 G
+    assert E.params_per_frame() == 4_553_371_648            # docs/csm-reference.md sec. 10: 4.553 G
     model = csm_nb.tiny_model(device="cpu")                 # fp32: 4 bytes per parameter
     assert E.params_per_frame(model.config) * 4 == weight_bytes_per_frame(model)
 

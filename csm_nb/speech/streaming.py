@@ -26,7 +26,7 @@ class RunawayGuard:
     """Stop a generation whose tail has gone silent or frozen.
 
     The base model sometimes never emits the all-zero end frame and trails near-silence up
-    to `max_audio_length_ms` (reference doc sec. 5; SesameAILabs/csm#122). The guard stops
+    to `max_audio_length_ms` (docs/csm-reference.md sec. 5; SesameAILabs/csm#122). The guard stops
     after `silent_frames` consecutive frames whose decoded audio is quieter than `silence_db`
     (RMS, dB re full scale), or after `repeated_frames` consecutive identical frames (all
     codes equal: the users' workaround in #122), whichever comes first; None disables a rule.

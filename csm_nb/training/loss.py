@@ -1,7 +1,7 @@
 """The CSM training loss: codebook 0 from the backbone + codebooks 1..K-1 from the depth
 decoder, with the frame-subset trick.
 
-CSM learns from conversations laid out exactly as at inference (reference doc sec. 4): each
+CSM learns from conversations laid out exactly as at inference (docs/csm-reference.md sec. 4): each
 turn is its text rows, its audio frame rows and an all-zero end-of-audio row. Every audio row
 is a target, predicted from the row before it:
 

@@ -13,7 +13,7 @@
 Key mapping: transformers 4.57 wheels do not ship `models/csm/convert_csm.py`, so when it is
 not importable the table and `permute_for_rope` below are a copy of that script's (upstream
 huggingface/transformers, 4.57 layout with `embed_text_tokens` at top level; same as the
-reference doc's sec. 2 table). `MAPPING_SOURCE` says which one was used.
+docs/csm-reference.md, sec. 2 table). `MAPPING_SOURCE` says which one was used.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from contextlib import contextmanager
 
 import torch
 
-from csm_nb import CSM, CSMConfig, LlamaConfig
+from ..core.config import CSMConfig, LlamaConfig
+from ..core.model import CSM
 
 try:        # the upstream conversion script, if this transformers ships it
     from transformers.models.csm.convert_csm import (  # type: ignore[import-not-found]
@@ -97,7 +98,7 @@ def hf_config(csm_config: CSMConfig, attn_implementation: str = "sdpa"):
     """transformers `CsmConfig` with csm_nb's sizes.
 
     RoPE: backbone {llama3, 32, 0.125, 0.5, 1024}, depth decoder {llama3, 32, 1/512, 1/128,
-    16} (reference doc sec. 9; equal to torchtune's cut-offs). The depth decoder's
+    16} (docs/csm-reference.md sec. 9; equal to torchtune's cut-offs). The depth decoder's
     `max_position_embeddings` = K + 1 = 33, as in the released config. `attn_implementation`
     "sdpa" is HF's default; "eager" (explicit softmax + repeat_kv) shares no kernel with csm_nb.
     """

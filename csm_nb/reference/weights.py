@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from csm_nb import CSM, CSMConfig, LlamaConfig
+from ..core.config import CSMConfig, LlamaConfig
+from ..core.model import CSM
 
 
 def parity_config(text_vocab_size: int = 128_256) -> CSMConfig:

@@ -1,10 +1,11 @@
 """The official CSM layout and frame loop, rebuilt on torchtune 0.6.1 as a reference.
 
-Written from the algorithm in ../shared/docs/csm-reference.md (sec. 5): two torchtune
+Written from the algorithm in docs/csm-reference.md (sec. 5): two torchtune
 `llama3_2` decoders with their token embedding and output replaced by identity, the five
 CSM tensors around them, a 2048x2048 / 32x32 lower-triangular mask indexed by position,
 decoder caches reset every frame, and the stop test `all(codes == 0)` read on the host.
-Used by the parity tests and by benchmarks/ as "the reference"; csm_nb never imports it.
+Used by the parity tests and by benchmarks/ as "the reference"; the rest of csm_nb never
+imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 from torchtune.models.llama3_2 import llama3_2
 
-from csm_nb import CSMConfig, LlamaConfig
+from ..core.config import CSMConfig, LlamaConfig
 
 
 def _llama(cfg: LlamaConfig) -> nn.Module:

@@ -1,4 +1,5 @@
-"""csm_nb.teach.exercises, notebook 01: right answers pass, wrong ones fail kindly, wrong kinds raise."""
+"""Notebook 01's checkers (csm_nb.teach.codec): right answers pass, wrong ones fail kindly,
+wrong kinds raise."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csm_nb.teach import exercises as E
+from csm_nb.teach import codec as lesson
 
 
 def verdict(capsys, ok, check, *args, **kwargs):
@@ -15,51 +16,52 @@ def verdict(capsys, ok, check, *args, **kwargs):
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("check", [E.check_bitrate, E.check_num_frames, E.check_rvq_codes,
-                                   E.check_rvq_encoder, E.check_keep_one_level])
+@pytest.mark.parametrize("check", [lesson.check_bitrate, lesson.check_num_frames,
+                                   lesson.check_rvq_codes, lesson.check_rvq_encoder,
+                                   lesson.check_keep_one_level])
 @pytest.mark.parametrize("blank", [None, ...])
 def test_blanks_are_not_answered_yet(capsys, check, blank):
     assert "Not answered yet" in verdict(capsys, False, check, blank)
 
 
 def test_bitrate(capsys):
-    assert "4400" in verdict(capsys, True, E.check_bitrate, 4400)
-    verdict(capsys, True, E.check_bitrate, np.float32(4400.0))
-    verdict(capsys, True, E.check_bitrate, torch.tensor(4400))
-    verdict(capsys, True, E.check_bitrate, 1100, num_codebooks=8)
-    assert "kbps" in verdict(capsys, False, E.check_bitrate, 4.4)
-    assert "11 bits" in verdict(capsys, False, E.check_bitrate, 12.5 * 32 * 2048)
-    assert "bits" in verdict(capsys, False, E.check_bitrate, 400)
-    assert "multiply" in verdict(capsys, False, E.check_bitrate, 123)
+    assert "4400" in verdict(capsys, True, lesson.check_bitrate, 4400)
+    verdict(capsys, True, lesson.check_bitrate, np.float32(4400.0))
+    verdict(capsys, True, lesson.check_bitrate, torch.tensor(4400))
+    verdict(capsys, True, lesson.check_bitrate, 1100, num_codebooks=8)
+    assert "kbps" in verdict(capsys, False, lesson.check_bitrate, 4.4)
+    assert "11 bits" in verdict(capsys, False, lesson.check_bitrate, 12.5 * 32 * 2048)
+    assert "bits" in verdict(capsys, False, lesson.check_bitrate, 400)
+    assert "multiply" in verdict(capsys, False, lesson.check_bitrate, 123)
     for wrong_kind in ("4400", [4400], True):
         with pytest.raises(TypeError, match="bitrate"):
-            E.check_bitrate(wrong_kind)
+            lesson.check_bitrate(wrong_kind)
 
 
 def test_num_frames(capsys):
-    verdict(capsys, True, E.check_num_frames, 38)
-    assert "round up" in verdict(capsys, False, E.check_num_frames, 37)
-    assert "whole numbers" in verdict(capsys, False, E.check_num_frames, 37.5)
-    verdict(capsys, True, E.check_num_frames, 13, seconds=1.0)
+    verdict(capsys, True, lesson.check_num_frames, 38)
+    assert "round up" in verdict(capsys, False, lesson.check_num_frames, 37)
+    assert "whole numbers" in verdict(capsys, False, lesson.check_num_frames, 37.5)
+    verdict(capsys, True, lesson.check_num_frames, 13, seconds=1.0)
     with pytest.raises(TypeError, match="num_frames"):
-        E.check_num_frames("38")
+        lesson.check_num_frames("38")
 
 
 def test_rvq_codes(capsys):
-    toy = E.rvq_toy_problem()
-    right = E.rvq_encode_reference(toy["x"], toy["codebooks"])
+    toy = lesson.rvq_toy_problem()
+    right = lesson.rvq_encode_reference(toy["x"], toy["codebooks"])
     assert right == [1, 1]
-    verdict(capsys, True, E.check_rvq_codes, right)
-    verdict(capsys, True, E.check_rvq_codes, np.array(right))
-    assert "residual" in verdict(capsys, False, E.check_rvq_codes, [1, 0])  # x, not residual
-    assert "level 0" in verdict(capsys, False, E.check_rvq_codes, [3, 1])
-    assert "one code per codebook" in verdict(capsys, False, E.check_rvq_codes, [1])
+    verdict(capsys, True, lesson.check_rvq_codes, right)
+    verdict(capsys, True, lesson.check_rvq_codes, np.array(right))
+    assert "residual" in verdict(capsys, False, lesson.check_rvq_codes, [1, 0])  # x, not residual
+    assert "level 0" in verdict(capsys, False, lesson.check_rvq_codes, [3, 1])
+    assert "one code per codebook" in verdict(capsys, False, lesson.check_rvq_codes, [1])
     with pytest.raises(TypeError, match="codes"):
-        E.check_rvq_codes("one, one")
+        lesson.check_rvq_codes("one, one")
 
 
 def test_rvq_encoder(capsys):
-    verdict(capsys, True, E.check_rvq_encoder, E.rvq_encode_reference)
+    verdict(capsys, True, lesson.check_rvq_encoder, lesson.rvq_encode_reference)
 
     def not_residual(x, books):                # quantises x itself at every level
         return [int(np.argmin(((np.asarray(b) - x) ** 2).sum(1))) for b in books]
@@ -67,26 +69,26 @@ def test_rvq_encoder(capsys):
     def broken(x, books):
         raise IndexError("oops")
 
-    assert "Subtract" in verdict(capsys, False, E.check_rvq_encoder, not_residual)
-    assert "IndexError" in verdict(capsys, False, E.check_rvq_encoder, broken)
-    assert "returned None" in verdict(capsys, False, E.check_rvq_encoder, lambda x, b: None)
+    assert "Subtract" in verdict(capsys, False, lesson.check_rvq_encoder, not_residual)
+    assert "IndexError" in verdict(capsys, False, lesson.check_rvq_encoder, broken)
+    assert "returned None" in verdict(capsys, False, lesson.check_rvq_encoder, lambda x, b: None)
     with pytest.raises(TypeError, match="function"):
-        E.check_rvq_encoder([0, 1])
+        lesson.check_rvq_encoder([0, 1])
 
 
 def test_keep_one_level(capsys):
-    assert "semantic" in verdict(capsys, True, E.check_keep_one_level, 0)
-    verdict(capsys, False, E.check_keep_one_level, 31)
+    assert "semantic" in verdict(capsys, True, lesson.check_keep_one_level, 0)
+    verdict(capsys, False, lesson.check_keep_one_level, 31)
     with pytest.raises(TypeError, match="level"):
-        E.check_keep_one_level("zero")
+        lesson.check_keep_one_level("zero")
 
 
 def test_solutions(capsys):
     for name in ("bitrate", "num_frames", "rvq_codes", "rvq_encoder", "keep_one_level"):
-        E.solution(name)
+        lesson.solution(name)
         assert capsys.readouterr().out.strip()
     with pytest.raises(ValueError, match="bitrate"):
-        E.solution("nope")
+        lesson.solution("nope")
 
 
 @settings(max_examples=30, deadline=None)
@@ -95,7 +97,7 @@ def test_reference_rvq_picks_the_nearest_entry_to_each_residual(dim, levels, see
     rng = np.random.default_rng(seed)
     books = [rng.normal(size=(6, dim)) for _ in range(levels)]
     x = rng.normal(size=dim)
-    codes = E.rvq_encode_reference(x, books)
+    codes = lesson.rvq_encode_reference(x, books)
     residual = x
     for book, code in zip(books, codes):
         distances = ((book - residual) ** 2).sum(1)

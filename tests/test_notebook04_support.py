@@ -13,8 +13,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 import csm_nb
-from csm_nb.teach import exercises as E
-from csm_nb.teach import viz
+from csm_nb.teach import fast as lesson
 from csm_nb.core.profiling import weight_bytes_per_frame
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_fast_generation.ipynb"
@@ -37,31 +36,31 @@ def test_llama_params_count_the_modules_parameters():
     model = csm_nb.tiny_model(device="cpu")
     for transformer, cfg in ((model.backbone, model.config.backbone),
                              (model.decoder, model.config.decoder)):
-        assert E.llama_params(cfg) == sum(p.numel() for p in transformer.parameters())
+        assert lesson.llama_params(cfg) == sum(p.numel() for p in transformer.parameters())
 
 
 def test_params_per_frame_golden_and_equal_to_profiling():
-    assert E.params_per_frame() == 4_553_371_648            # docs/csm-reference.md sec. 10: 4.553 G
+    assert lesson.params_per_frame() == 4_553_371_648       # docs/csm-reference.md sec. 10: 4.553 G
     model = csm_nb.tiny_model(device="cpu")                 # fp32: 4 bytes per parameter
-    assert E.params_per_frame(model.config) * 4 == weight_bytes_per_frame(model)
+    assert lesson.params_per_frame(model.config) * 4 == weight_bytes_per_frame(model)
 
 
 def test_official_host_syncs_golden():
-    assert E.official_host_syncs() == 145                   # 16 + 31 x 4 + 4 + 1
-    assert E.official_host_syncs(csm_nb.CSMConfig.tiny()) == 2 + 31 * 2 + 5
+    assert lesson.official_host_syncs() == 145              # 16 + 31 x 4 + 4 + 1
+    assert lesson.official_host_syncs(csm_nb.CSMConfig.tiny()) == 2 + 31 * 2 + 5
 
 
 # ------------------------------------------------------------------ checkers
 
-@pytest.mark.parametrize("check", [E.check_floor_ms, E.check_host_syncs,
-                                   E.check_first_audio_ms])
+@pytest.mark.parametrize("check", [lesson.check_floor_ms, lesson.check_host_syncs,
+                                   lesson.check_first_audio_ms])
 @pytest.mark.parametrize("blank", [None, ...])
 def test_blanks_are_not_answered_yet(capsys, check, blank):
     assert "Not answered yet" in verdict(capsys, False, check, blank)
 
 
-@pytest.mark.parametrize("check", [E.check_floor_ms, E.check_host_syncs,
-                                   E.check_first_audio_ms])
+@pytest.mark.parametrize("check", [lesson.check_floor_ms, lesson.check_host_syncs,
+                                   lesson.check_first_audio_ms])
 def test_wrong_kinds_raise(check):
     for wrong_kind in ("28.5", [28.5], True):
         with pytest.raises(TypeError):
@@ -70,49 +69,49 @@ def test_wrong_kinds_raise(check):
 
 def test_floor_ms(capsys):
     weights_only = 4_553_371_648 * 2 / 300e9 * 1000          # L4: 30.36 ms
-    assert "30.4 ms" in verdict(capsys, True, E.check_floor_ms, weights_only)
-    verdict(capsys, True, E.check_floor_ms, 30.6)            # with the 67 MB KV cache
-    verdict(capsys, True, E.check_floor_ms, torch.tensor(30.4))
-    verdict(capsys, True, E.check_floor_ms, 28.7, bandwidth_gb_s=320)       # T4, as the doc
-    verdict(capsys, True, E.check_floor_ms, 2.72, bandwidth_gb_s=3350)      # H100
-    assert "seconds" in verdict(capsys, False, E.check_floor_ms, weights_only / 1000)
-    assert "2 bytes" in verdict(capsys, False, E.check_floor_ms, weights_only / 2)
-    assert "not 4" in verdict(capsys, False, E.check_floor_ms, weights_only * 2)
-    assert "bits" in verdict(capsys, False, E.check_floor_ms, weights_only * 8)
-    decoder_once = sum(E._frame_params(csm_nb.CSMConfig.csm_1b())) * 2 / 300e9 * 1000
-    assert "31" in verdict(capsys, False, E.check_floor_ms, decoder_once)
-    assert "add the parameters" in verdict(capsys, False, E.check_floor_ms, 1.0)
+    assert "30.4 ms" in verdict(capsys, True, lesson.check_floor_ms, weights_only)
+    verdict(capsys, True, lesson.check_floor_ms, 30.6)       # with the 67 MB KV cache
+    verdict(capsys, True, lesson.check_floor_ms, torch.tensor(30.4))
+    verdict(capsys, True, lesson.check_floor_ms, 28.7, bandwidth_gb_s=320)  # T4, as the doc
+    verdict(capsys, True, lesson.check_floor_ms, 2.72, bandwidth_gb_s=3350)  # H100
+    assert "seconds" in verdict(capsys, False, lesson.check_floor_ms, weights_only / 1000)
+    assert "2 bytes" in verdict(capsys, False, lesson.check_floor_ms, weights_only / 2)
+    assert "not 4" in verdict(capsys, False, lesson.check_floor_ms, weights_only * 2)
+    assert "bits" in verdict(capsys, False, lesson.check_floor_ms, weights_only * 8)
+    decoder_once = sum(lesson._frame_params(csm_nb.CSMConfig.csm_1b())) * 2 / 300e9 * 1000
+    assert "31" in verdict(capsys, False, lesson.check_floor_ms, decoder_once)
+    assert "add the parameters" in verdict(capsys, False, lesson.check_floor_ms, 1.0)
 
 
 def test_host_syncs(capsys):
-    assert "145" in verdict(capsys, True, E.check_host_syncs, 145)
-    verdict(capsys, True, E.check_host_syncs, 69, config=csm_nb.CSMConfig.tiny())
+    assert "145" in verdict(capsys, True, lesson.check_host_syncs, 145)
+    verdict(capsys, True, lesson.check_host_syncs, 69, config=csm_nb.CSMConfig.tiny())
     base = csm_nb.CSMConfig.csm_1b()
     bigger = replace(base, backbone=replace(base.backbone, num_layers=28),
                      decoder=replace(base.decoder, num_layers=8))
-    verdict(capsys, True, E.check_host_syncs, 281, config=bigger)
-    assert "once per codebook" in verdict(capsys, False, E.check_host_syncs, 28 + 8 + 5,
+    verdict(capsys, True, lesson.check_host_syncs, 281, config=bigger)
+    assert "once per codebook" in verdict(capsys, False, lesson.check_host_syncs, 28 + 8 + 5,
                                           config=bigger)
-    assert "reset" in verdict(capsys, False, E.check_host_syncs, 140)
-    assert "once per codebook" in verdict(capsys, False, E.check_host_syncs, 16 + 4 + 5)
-    assert "K - 1" in verdict(capsys, False, E.check_host_syncs, 16 + 32 * 4 + 5)
-    assert "csm_nb" in verdict(capsys, False, E.check_host_syncs, 1)
-    assert "count one sync" in verdict(capsys, False, E.check_host_syncs, 77)
+    assert "reset" in verdict(capsys, False, lesson.check_host_syncs, 140)
+    assert "once per codebook" in verdict(capsys, False, lesson.check_host_syncs, 16 + 4 + 5)
+    assert "K - 1" in verdict(capsys, False, lesson.check_host_syncs, 16 + 32 * 4 + 5)
+    assert "csm_nb" in verdict(capsys, False, lesson.check_host_syncs, 1)
+    assert "count one sync" in verdict(capsys, False, lesson.check_host_syncs, 77)
 
 
 def test_first_audio_ms(capsys):
-    assert "44 ms" in verdict(capsys, True, E.check_first_audio_ms, 44)
-    verdict(capsys, True, E.check_first_audio_ms, 26, chunk_frames=1)
-    assert "prefill" in verdict(capsys, False, E.check_first_audio_ms, 29)
-    assert "decode" in verdict(capsys, False, E.check_first_audio_ms, 39)
-    assert "all of its 4" in verdict(capsys, False, E.check_first_audio_ms, 26)
-    assert "how much audio" in verdict(capsys, False, E.check_first_audio_ms, 340)
-    assert "add the prefill" in verdict(capsys, False, E.check_first_audio_ms, 3)
+    assert "44 ms" in verdict(capsys, True, lesson.check_first_audio_ms, 44)
+    verdict(capsys, True, lesson.check_first_audio_ms, 26, chunk_frames=1)
+    assert "prefill" in verdict(capsys, False, lesson.check_first_audio_ms, 29)
+    assert "decode" in verdict(capsys, False, lesson.check_first_audio_ms, 39)
+    assert "all of its 4" in verdict(capsys, False, lesson.check_first_audio_ms, 26)
+    assert "how much audio" in verdict(capsys, False, lesson.check_first_audio_ms, 340)
+    assert "add the prefill" in verdict(capsys, False, lesson.check_first_audio_ms, 3)
 
 
 @pytest.mark.parametrize("name", ["floor_ms", "host_syncs", "first_audio_ms"])
 def test_solutions_exist(capsys, name):
-    E.solution(name)
+    lesson.solution(name)
     assert capsys.readouterr().out.strip()
 
 
@@ -121,30 +120,30 @@ def test_solutions_exist(capsys, name):
 def test_op_counts_colours_kernels_views_and_syncs():
     counts = Counter({"aten::linear": 480, "aten::view": 192, "aten::_local_scalar_dense": 1,
                       "aten::mul": 193})
-    fig = viz.plot_op_counts(counts, top=3)
+    fig = lesson.plot_op_counts(counts, top=3)
     bars = fig.axes[0].patches
     assert len(bars) == 3                                    # only the top 3, smallest first
     assert [b.get_width() for b in bars] == [192, 193, 480]
     colours = [b.get_facecolor() for b in bars]              # view, kernel, kernel
-    assert colours[0] == to_rgba(viz._VIEW_COLOUR) and colours[1] == colours[2] == to_rgba(
-        viz._KERNEL_COLOUR)
+    assert colours[0] == to_rgba(lesson._VIEW_COLOUR) and colours[1] == colours[2] == to_rgba(
+        lesson._KERNEL_COLOUR)
     assert_renders(fig)
-    sync = viz.plot_op_counts({"aten::_local_scalar_dense": 2, "aten::mm": 5}).axes[0].patches
-    assert sync[0].get_facecolor() == to_rgba(viz._SYNC_COLOUR)
+    sync = lesson.plot_op_counts({"aten::_local_scalar_dense": 2, "aten::mm": 5}).axes[0].patches
+    assert sync[0].get_facecolor() == to_rgba(lesson._SYNC_COLOUR)
 
 
 def test_frame_parts_with_and_without_times():
     kernels = {"backbone": 57, "depth decoder": 1488, "sampling": 197}
-    assert len(viz.plot_frame_parts(kernels).axes) == 1
-    fig = viz.plot_frame_parts(kernels, {"backbone": 2.0, "depth decoder": 70.0,
-                                         "sampling": 8.0}, frame_ms=85.0)
+    assert len(lesson.plot_frame_parts(kernels).axes) == 1
+    fig = lesson.plot_frame_parts(kernels, {"backbone": 2.0, "depth decoder": 70.0,
+                                            "sampling": 8.0}, frame_ms=85.0)
     assert len(fig.axes) == 2
     assert sorted(b.get_width() for b in fig.axes[1].patches) == [2.0, 8.0, 70.0]
     assert_renders(fig)
 
 
 def test_bytes_per_frame_shares():
-    fig = viz.plot_bytes_per_frame({"backbone": 3e9, "decoder": 1e9})
+    fig = lesson.plot_bytes_per_frame({"backbone": 3e9, "decoder": 1e9})
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "3.00 GB (75.0 %)" in texts and "1.00 GB (25.0 %)" in texts
     assert "4.00 GB" in fig.axes[0].get_title()
@@ -152,8 +151,8 @@ def test_bytes_per_frame_shares():
 
 
 def test_ms_per_frame_colours_by_real_time_and_highlight():
-    fig = viz.plot_ms_per_frame({"fast": 10.0, "slow": 200.0, "here": 50.0}, 80.0,
-                                highlight=["here"], log=True, title="t")
+    fig = lesson.plot_ms_per_frame({"fast": 10.0, "slow": 200.0, "here": 50.0}, 80.0,
+                                   highlight=["here"], log=True, title="t")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     colours = {label.get_text(): bar.get_facecolor()
@@ -165,14 +164,14 @@ def test_ms_per_frame_colours_by_real_time_and_highlight():
 
 
 def test_context_batch_and_chunk_figures():
-    assert_renders(viz.plot_context_scaling([57, 500, 1000], [100, 101, 102], [150, 300, 500]))
-    assert len(viz.plot_context_scaling([57, 500], [1, 2]).axes) == 1
-    fig = viz.plot_batch_throughput([1, 2, 4], [100.0, 100.0, 100.0], 80.0)
+    assert_renders(lesson.plot_context_scaling([57, 500, 1000], [100, 101, 102], [150, 300, 500]))
+    assert len(lesson.plot_context_scaling([57, 500], [1, 2]).axes) == 1
+    fig = lesson.plot_batch_throughput([1, 2, 4], [100.0, 100.0, 100.0], 80.0)
     measured, perfect = fig.axes[1].lines[:2]
     assert list(measured.get_ydata()) == [10.0, 20.0, 40.0]  # flat step time: linear gain
     assert list(perfect.get_ydata()) == [10.0, 20.0, 40.0]
     assert_renders(fig)
-    fig = viz.plot_chunk_latency([1, 2, 4], [0.2, 0.4, 0.9], 80.0)
+    fig = lesson.plot_chunk_latency([1, 2, 4], [0.2, 0.4, 0.9], 80.0)
     heights = [b.get_height() for b in fig.axes[0].patches]
     assert heights == pytest.approx([200, 400, 900, 80, 160, 320])
     assert_renders(fig)
@@ -206,8 +205,7 @@ def test_notebook_opening_cells(notebook):
 
 def test_notebook_calls_only_what_exists(notebook):
     code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    for module, names in ((E, re.findall(r"exercises\.(\w+)\(", code)),
-                          (viz, re.findall(r"viz\.(\w+)\(", code))):
-        assert names
-        for name in names:
-            assert callable(getattr(module, name, None)), name
+    names = re.findall(r"lesson\.(\w+)\(", code)
+    assert names
+    for name in names:
+        assert callable(getattr(lesson, name, None)), name

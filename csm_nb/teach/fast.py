@@ -1,0 +1,338 @@
+"""Notebook 04 (Fast generation: where a frame's time goes): its figures and checkers.
+
+The notebook imports this module once (`from csm_nb.teach import fast as lesson`). Per-frame
+costs: op counts, the parts of a frame, the bandwidth floor, the official loop's host syncs,
+the ways to run the frame loop, and how time grows with context, batch and chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..core.config import FRAME_MS, CSMConfig
+from ..core.profiling import SYNC_OPS, VIEW_OPS
+from .common import CSM_1B, Solutions, as_number, new_figure, unanswered, verdict
+
+__all__ = [
+    "check_first_audio_ms", "check_floor_ms", "check_host_syncs", "first_audio_ms",
+    "llama_params", "official_host_syncs", "params_per_frame", "plot_batch_throughput",
+    "plot_bytes_per_frame", "plot_chunk_latency", "plot_context_scaling", "plot_frame_parts",
+    "plot_ms_per_frame", "plot_op_counts", "solution",
+]
+
+SOLUTIONS = Solutions()
+solution = SOLUTIONS.show
+
+_L4_GB_S = 300.0                # NVIDIA L4 (a common cloud GPU, Colab's paid tier): GB/s
+_HALF_BYTES = 2                 # bytes per parameter in fp16 / bf16
+_RESET_SYNCS = 4                # official decoder.reset_caches(): four .item() reads per frame
+_STOP_SYNCS = 1                 # official stop test: `if torch.all(sample == 0)` once per frame
+
+# Ops in the figures: those that launch a kernel, views (no kernel), host syncs.
+_KERNEL_COLOUR, _VIEW_COLOUR, _SYNC_COLOUR = "tab:blue", "0.7", "tab:red"
+
+
+# ---------------------------------------------------------------- where the time goes (section 1)
+
+def _bar_labels(ax, bars, texts):
+    for bar, text in zip(bars, texts):
+        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+
+
+def plot_op_counts(counts, top: int = 15, title: str | None = None) -> Figure:
+    """The most frequent ATen ops of a run ({name: count}, e.g. `OpCounter.counts`): ops that
+    launch a kernel in blue, views (no kernel) in grey, host syncs in red."""
+    items = sorted(dict(counts).items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
+    names = [name.removeprefix("aten::") for name, _ in items]
+    colours = [_SYNC_COLOUR if n in SYNC_OPS else _VIEW_COLOUR if n in VIEW_OPS
+               else _KERNEL_COLOUR for n, _ in items]
+    fig, axes = new_figure(width=8, height=0.28 * len(items) + 1.0)
+    ax = axes[0, 0]
+    bars = ax.barh(names, [n for _, n in items], color=colours)
+    _bar_labels(ax, bars, [f"{n:,.0f}" for _, n in items])
+    ax.set_xlabel("calls")
+    ax.set_title(title or f"top {len(items)} ATen ops (blue: kernel, grey: view, red: sync)",
+                 fontsize=10)
+    ax.margins(x=0.15)
+    return fig
+
+
+def plot_frame_parts(kernels: dict, ms: dict | None = None,
+                     frame_ms: float | None = None) -> Figure:
+    """One frame taken apart: kernel-launching ops per part (left) and, when measured, ms
+    per part (right), beside the whole frame's measured time."""
+    names = list(kernels)
+    panels = [([kernels[n] for n in names], "kernel-launching ops per frame", "{:,.0f}")]
+    if ms is not None:
+        panels.append(([ms[n] for n in names], "ms per frame (measured here)", "{:.1f}"))
+    fig, axes = new_figure(1, len(panels), width=5 * len(panels), height=0.5 * len(names) + 1.4)
+    for ax, (values, label, fmt) in zip(axes[0], panels):
+        bars = ax.barh(names[::-1], values[::-1], color=_KERNEL_COLOUR)
+        _bar_labels(ax, bars, [fmt.format(v) for v in values[::-1]])
+        ax.set_xlabel(label)
+        ax.margins(x=0.2)
+    if ms is not None and frame_ms is not None:
+        axes[0, -1].axvline(frame_ms, color="0.3", ls="--", lw=1,
+                            label=f"whole frame: {frame_ms:.1f} ms")
+        axes[0, -1].legend(fontsize=8, loc="lower right")
+    return fig
+
+
+# ----------------------------------------------------------------- the floor: bytes per frame (2)
+
+def llama_params(cfg) -> int:
+    """Parameters of one csm_nb Llama (a `LlamaConfig`): per layer q/k/v/o projections, the
+    SwiGLU MLP and two norms, plus the final norm."""
+    D, hidden, kv = cfg.embed_dim, cfg.intermediate_dim, cfg.num_kv_heads * cfg.head_dim
+    attention = D * D + 2 * D * kv + D * D          # q, k, v, output_proj
+    mlp = 3 * D * hidden                            # w1, w2, w3
+    return cfg.num_layers * (attention + mlp + 2 * D) + D
+
+
+def params_per_frame(config: CSMConfig | None = None) -> int:
+    """Parameters one frame reads at batch 1 (4.553 G for CSM-1B): the backbone and the
+    codebook-0 head once, then for each of the K-1 depth steps the whole decoder, the
+    projection and one [d, V] slice of audio_head. Embedding tables are read a row at a time
+    and barely count."""
+    c = config or CSM_1B
+    once, per_step = _frame_params(c)
+    return once + (c.num_codebooks - 1) * per_step
+
+
+def _frame_params(c: CSMConfig) -> tuple[int, int]:
+    """(read once per frame: backbone + codebook-0 head, read per depth step)."""
+    D, d, V = c.backbone.embed_dim, c.decoder.embed_dim, c.audio_vocab_size
+    return llama_params(c.backbone) + D * V, llama_params(c.decoder) + D * d + d * V
+
+
+def check_floor_ms(answer, bandwidth_gb_s: float = _L4_GB_S, bytes_per_param: int = _HALF_BYTES,
+                   config: CSMConfig | None = None) -> bool:
+    """The bandwidth floor in ms per frame: bytes a frame must read / bytes per second.
+    Defaults: CSM-1B in bf16 on an L4 (300 GB/s) -> 30.4 ms (30.6 ms with the KV cache)."""
+    if unanswered(answer):
+        return False
+    value = as_number("floor_ms", answer)
+    c = config or CSM_1B
+    params = params_per_frame(c)
+    right = params * bytes_per_param / (bandwidth_gb_s * 1e9) * 1000
+
+    def near(x, tol=0.02):
+        return math.isclose(value, x, rel_tol=tol)
+
+    if near(right):
+        return verdict(True, f"{params / 1e9:.3f} G params x {bytes_per_param} bytes = "
+                       f"{params * bytes_per_param / 1e9:.2f} GB per frame / {bandwidth_gb_s:g} "
+                       f"GB/s = {right:.1f} ms: RTF {right / c.frame_ms:.2f} at best, whatever "
+                       "the code does.", "")
+    decoder_once = sum(_frame_params(c))                  # the depth decoder read only once
+    if near(right / 1000):
+        hint = "that is in seconds; the question asks milliseconds."
+    elif near(right / bytes_per_param):
+        hint = f"that counts parameters, not bytes: each takes {bytes_per_param} bytes."
+    elif near(right * 2):
+        hint = "bf16 / fp16 weights take 2 bytes each, not 4."
+    elif near(right * 8):
+        hint = "bandwidth is in bytes per second, not bits."
+    elif near(decoder_once * bytes_per_param / (bandwidth_gb_s * 1e9) * 1000, 0.05):
+        hint = (f"the depth decoder runs once per codebook 1..{c.num_codebooks - 1}, and "
+                "reads all its weights every time.")
+    else:
+        hint = ("add the parameters a frame touches (backbone + codebook-0 head, then "
+                f"{c.num_codebooks - 1} x (decoder + projection + one audio_head slice)), "
+                "multiply by bytes per parameter, divide by the bandwidth.")
+    return verdict(False, "", f"{value:g} ms: {hint}")
+
+
+SOLUTIONS["floor_ms"] = (
+    "Per frame: backbone 973.1 M + codebook0_head 4.2 M + 31 x (decoder 111.2 M + projection\n"
+    "2.1 M + one audio_head slice 2.1 M) = 4.553 G parameters, x 2 bytes (bf16) = 9.11 GB.\n"
+    "9.11 GB / 300 GB/s = 30.4 ms per 80 ms frame (30.6 ms with the 67 MB KV cache): RTF\n"
+    "0.38 is the best an L4 can do at batch 1 (a T4 at 320 GB/s: 28.5 ms; an H100: 2.7 ms).")
+
+
+def plot_bytes_per_frame(parts: dict) -> Figure:
+    """Where a frame's weight reads go: GB per part ({name: bytes}) and its share."""
+    names = list(parts)[::-1]
+    gb = np.array([parts[n] for n in names], dtype=float) / 1e9
+    fig, axes = new_figure(width=8, height=0.45 * len(names) + 1.2)
+    ax = axes[0, 0]
+    bars = ax.barh(names, gb, color="tab:purple")
+    _bar_labels(ax, bars, [f"{g:.2f} GB ({100 * g / gb.sum():.1f} %)" for g in gb])
+    ax.set_xlabel("GB of weights read per frame")
+    ax.set_title(f"{gb.sum():.2f} GB per {FRAME_MS:g} ms frame", fontsize=10)
+    ax.margins(x=0.35)
+    return fig
+
+
+def plot_ms_per_frame(ms: dict, frame_ms: float = FRAME_MS, highlight=(),
+                      log: bool = False, title: str | None = None) -> Figure:
+    """ms per frame of each entry ({name: ms}: GPUs' floors, or ways to run the loop), with
+    the real-time factor on each bar and the real-time line (one frame of audio)."""
+    names = list(ms)[::-1]
+    values = np.array([ms[n] for n in names], dtype=float)
+    colours = ["tab:orange" if n in highlight else "tab:green" if v < frame_ms else "tab:red"
+               for n, v in zip(names, values)]
+    fig, axes = new_figure(width=8, height=0.42 * len(names) + 1.3)
+    ax = axes[0, 0]
+    bars = ax.barh(names, values, color=colours)
+    _bar_labels(ax, bars, [f"{v:,.0f} ms (RTF {v / frame_ms:.3g})" if v >= 100 else
+                           f"{v:.3g} ms (RTF {v / frame_ms:.3g})" for v in values])
+    ax.axvline(frame_ms, color="0.3", ls="--", lw=1, label=f"real time: {frame_ms:g} ms")
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(right=values.max() * 30)
+    else:
+        ax.margins(x=0.35)
+    ax.set_xlabel("ms per frame")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+# ------------------------------------------------------------------- host syncs (4)
+
+def official_host_syncs(config: CSMConfig | None = None) -> int:
+    """Blocking host syncs per frame in the official loop (145 for CSM-1B): torchtune's
+    KVCache.update asserts on a device value in every attention call (the backbone's layers
+    once, the decoder's layers K-1 times), plus the decoder cache reset and the stop test."""
+    c = config or CSM_1B
+    layer_calls = c.backbone.num_layers + (c.num_codebooks - 1) * c.decoder.num_layers
+    return layer_calls + _RESET_SYNCS + _STOP_SYNCS
+
+
+def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
+    """How many host syncs one frame of the official loop makes (145 for CSM-1B)."""
+    if unanswered(answer):
+        return False
+    value = as_number("host_syncs", answer)
+    c = config or CSM_1B
+    right = official_host_syncs(c)
+    Lb, Ld, K = c.backbone.num_layers, c.decoder.num_layers, c.num_codebooks
+    extra = _RESET_SYNCS + _STOP_SYNCS
+    if value == right:
+        return verdict(True, f"{Lb} backbone layers + {K - 1} depth steps x {Ld} decoder layers "
+                       f"+ {_RESET_SYNCS} reset reads + {_STOP_SYNCS} stop test = {right}: each "
+                       "one drains the GPU queue before the CPU may go on.", "")
+    if value == right - extra:
+        hint = (f"that is the layer asserts; the decoder cache reset reads .item() "
+                f"{_RESET_SYNCS} times and the stop test reads the frame once more.")
+    elif value == Lb + Ld + extra:
+        hint = f"the depth decoder runs once per codebook 1..{K - 1}, every frame."
+    elif value == Lb + K * Ld + extra:
+        hint = "codebook 0 comes from the backbone: the decoder runs K - 1 times, not K."
+    elif value <= 1:
+        hint = "that is csm_nb's loop; the question is about the official one."
+    else:
+        hint = ("count one sync per attention layer call (backbone layers once, decoder layers "
+                "once per depth step), then the reset reads and the stop test.")
+    return verdict(False, "", f"{value:g} per frame: {hint}")
+
+
+SOLUTIONS["host_syncs"] = (
+    "Per frame: the backbone's layers once, the decoder's layers once for each of codebooks\n"
+    "1..31, each attention call asserting on a device value; plus decoder.reset_caches() (4\n"
+    ".item() reads) and the stop test (1). CSM-1B: 16 + 31 x 4 + 5 = 145. A 28-layer backbone\n"
+    "with an 8-layer decoder: 28 + 31 x 8 + 5 = 281. The GPU idles after every one of them.")
+
+
+# ------------------------------------------------------------- context, streaming, batching (7-9)
+
+def plot_context_scaling(rows, step_ms, prefill_ms=None) -> Figure:
+    """Per-frame time (left) and prompt prefill time (right) against the prompt's rows."""
+    panels = [(step_ms, "ms per generated frame")]
+    if prefill_ms is not None:
+        panels.append((prefill_ms, "prefill + first frame (ms)"))
+    fig, axes = new_figure(1, len(panels), width=4.5 * len(panels), height=3.0)
+    for ax, (values, label) in zip(axes[0], panels):
+        ax.plot(rows, values, "o-", color="tab:blue")
+        ax.set_xlabel("rows in the prompt")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def first_audio_ms(prefill_ms: float, step_ms: float, chunk_frames: int,
+                   decode_ms: float) -> float:
+    """Time to first audio of a stream: the prefill, the first chunk's frames, one decode."""
+    return prefill_ms + chunk_frames * step_ms + decode_ms
+
+
+def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
+                         chunk_frames: int = 4, decode_ms: float = 5.0) -> bool:
+    """Time to first audio (ms) for a prefill of `prefill_ms`, `step_ms` per frame, chunks of
+    `chunk_frames` frames and `decode_ms` per Mimi call (defaults: about an H100's)."""
+    if unanswered(answer):
+        return False
+    value = as_number("first_audio_ms", answer)
+    right = first_audio_ms(prefill_ms, step_ms, chunk_frames, decode_ms)
+
+    def near(x):
+        return math.isclose(value, x, rel_tol=1e-3, abs_tol=0.05)
+
+    if near(right):
+        return verdict(True, f"{prefill_ms:g} ms prefill + {chunk_frames} x {step_ms:g} ms + "
+                       f"{decode_ms:g} ms decode = {right:g} ms, for "
+                       f"{chunk_frames * FRAME_MS:g} ms of audio.", "")
+    if near(right - prefill_ms):
+        hint = "the whole prompt must be read (the prefill) before the first frame."
+    elif near(right - decode_ms):
+        hint = "codes are not audio yet: Mimi must decode the chunk."
+    elif near(prefill_ms + step_ms + decode_ms):
+        hint = f"the first chunk needs all of its {chunk_frames} frames."
+    elif near(prefill_ms + chunk_frames * FRAME_MS + decode_ms):
+        hint = (f"{FRAME_MS:g} ms is how much audio a frame holds, not how long it "
+                "takes to compute.")
+    else:
+        hint = "add the prefill, the frames of one chunk, and one Mimi decode."
+    return verdict(False, "", f"{value:g} ms: {hint}")
+
+
+SOLUTIONS["first_audio_ms"] = (
+    "15 ms prefill + 4 frames x 6 ms + 5 ms Mimi decode = 44 ms until 320 ms of audio is\n"
+    "ready. Chunks of 1 frame: 15 + 6 + 5 = 26 ms, but 4x more Mimi calls per second of audio.")
+
+
+def plot_chunk_latency(chunk_frames, first_audio_s, frame_ms: float = FRAME_MS) -> Figure:
+    """Streaming: time to the first chunk against frames per chunk, beside how much audio
+    that chunk holds (playback never stalls while generation keeps ahead of it)."""
+    n = np.asarray(chunk_frames)
+    first = np.asarray(first_audio_s, dtype=float) * 1000
+    fig, axes = new_figure(width=7, height=3.0)
+    ax = axes[0, 0]
+    x = np.arange(n.size)
+    ax.bar(x - 0.2, first, 0.4, color="tab:blue", label="time to first audio (measured)")
+    ax.bar(x + 0.2, n * frame_ms, 0.4, color="tab:green", label="audio in the first chunk")
+    ax.set_xticks(x, [str(v) for v in n])
+    ax.set_xlabel("frames per chunk")
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_batch_throughput(batch_sizes, ms_per_frame, frame_ms: float = FRAME_MS) -> Figure:
+    """Batching: ms per frame step (left) and frames per second over all streams (right),
+    against perfect scaling (B x the batch-1 throughput)."""
+    B = np.asarray(batch_sizes, dtype=float)
+    ms = np.asarray(ms_per_frame, dtype=float)
+    fps = B * 1000 / ms
+    fig, axes = new_figure(1, 2, width=9, height=3.0)
+    left, right = axes[0]
+    left.plot(B, ms, "o-", color="tab:blue")
+    left.set_ylabel("ms per frame step")
+    left.set_ylim(bottom=0)
+    right.plot(B, fps, "o-", color="tab:green", label="measured")
+    right.plot(B, B * fps[0], "--", color="0.5", label="perfect scaling")
+    right.axhline(1000 / frame_ms, color="tab:red", lw=1, label="one real-time stream")
+    right.set_ylabel("frames per second (all streams)")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel("batch size (streams)")
+        ax.set_xticks(B)
+        ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,192 @@
+"""Notebook 05 (Train a tiny CSM on a CPU): its figures and checkers.
+
+The notebook imports this module once (`from csm_nb.teach import training as lesson`); the
+code grid, error curve, spectrograms and players of earlier notebooks come from `common`,
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from ..core.config import FRAME_RATE
+from .common import (Solutions, as_number, new_figure, players, plot_code_grid,
+                     plot_error_vs_levels, plot_spectrograms, to_numpy, unanswered, verdict)
+
+__all__ = [
+    "check_chance_loss", "check_target_rows", "check_voice_source", "players",
+    "plot_code_grid", "plot_code_match", "plot_error_vs_levels", "plot_loss_targets",
+    "plot_spectrograms", "plot_training", "solution",
+]
+
+SOLUTIONS = Solutions()
+solution = SOLUTIONS.show
+
+
+# ----------------------------------------------------- conversations as training rows (section 3)
+
+def plot_loss_targets(tokens, mask, num_codebooks: int, title: str | None = None) -> Figure:
+    """A conversation as CSM's rows: which columns each row uses (text, audio codes, the
+    all-zero end-of-audio row) and which rows the loss predicts, each from the row before."""
+    t, m = to_numpy(tokens), to_numpy(mask).astype(bool)    # [S, K+1]
+    K = num_codebooks
+    kind = np.zeros(m.shape, dtype=int)                       # 0 unused
+    kind[m[:, K], K] = 1                                      # text token
+    audio = m[:, :K].all(1)
+    eos = audio & (t[:, :K] == 0).all(1)
+    kind[audio & ~eos, :K] = 2                                # codes of a frame
+    kind[eos, :K] = 3                                         # end-of-audio row
+    cmap = ListedColormap(["white", "tab:blue", "tab:orange", "tab:red"])
+    S = t.shape[0]
+    fig, axes = new_figure(width=min(14, 3 + S * 0.12), height=3.0)
+    ax = axes[0, 0]
+    ax.imshow(kind.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=3,
+              extent=[-0.5, S - 0.5, K + 0.5, -0.5])
+    targets = np.flatnonzero(audio[1:]) + 1                   # rows predicted from row - 1
+    ax.plot(targets, np.full(targets.shape, K + 0.5), "k^", ms=4, clip_on=False)
+    ax.set_yticks([0, K - 1, K], ["code 0", f"code {K - 1}", "text"])
+    ax.set_xlabel("row (position)")
+    ax.set_title(title or "blue: text rows, orange: audio frames, red: end-of-audio row; "
+                 "▲ = a loss target (predicted from the row before)", fontsize=10)
+    return fig
+
+
+def check_target_rows(answer, context_frames: int, target_frames: int) -> bool:
+    """How many rows of a two-turn conversation (context turn of `context_frames` frames,
+    target turn of `target_frames`) are loss targets?"""
+    if unanswered(answer):
+        return False
+    value = as_number("rows", answer)
+    right = context_frames + 1 + target_frames + 1
+    if value == right:
+        return verdict(True, f"({context_frames} + 1) + ({target_frames} + 1) = {right}: every "
+                       "frame row and each turn's all-zero end row, which teaches the model "
+                       "when to stop. Text rows are inputs only.", "")
+    if value == context_frames + target_frames:
+        hint = "the all-zero end-of-audio rows are targets too: how else would it learn to stop?"
+    elif value == target_frames + 1 or value == target_frames:
+        hint = "the context turn's frames are trained on as well, not only the last turn's."
+    else:
+        hint = "count the audio rows: frames and end rows, in both turns; text rows are inputs."
+    return verdict(False, "", f"{value:g}: {hint}")
+
+
+SOLUTIONS["target_rows"] = (
+    "Targets are the audio rows: each turn's frames plus its all-zero end-of-audio row.\n"
+    "Each is predicted from the hidden state of the row before it (the first frame from the\n"
+    "last text row, EOS). So (F1 + 1) + (F2 + 1).")
+
+
+# ------------------------------------------------------------------- the CSM loss, training (4-5)
+
+def check_chance_loss(answer, num_bins: int) -> bool:
+    """The codebook-0 loss of an untrained model that spreads its bets evenly over
+    `num_bins` codes: ln(num_bins) nats."""
+    if unanswered(answer):
+        return False
+    value = as_number("loss", answer)
+    right = math.log(num_bins)
+    if math.isclose(value, right, rel_tol=1e-2):
+        return verdict(True, f"-ln(1/{num_bins}) = ln {num_bins} = {right:.3f} nats. The "
+                       "curve starts there; the total starts near twice that (codebook 0 + "
+                       "the decoder's mean over the other codebooks).", "")
+    if math.isclose(value, math.log2(num_bins), rel_tol=1e-2):
+        hint = "that is in bits (log base 2); PyTorch's cross-entropy uses natural logs."
+    elif math.isclose(value, 1 / num_bins, rel_tol=1e-2):
+        hint = "that is the probability of the right code; the loss is minus its log."
+    elif math.isclose(value, 2 * right, rel_tol=1e-2):
+        hint = "that is the total (two parts); the question asks codebook 0 alone."
+    else:
+        hint = (f"a uniform guess gives the right code probability 1/{num_bins}; "
+                "cross-entropy is -ln(probability of the right code).")
+    return verdict(False, "", f"{value:g}: {hint}")
+
+
+SOLUTIONS["chance_loss"] = (
+    "Every code has probability 1/V, so the cross-entropy is -ln(1/V) = ln V nats per frame.\n"
+    "For V = 131 (128 toy codes + 3 spare ids) that is ln 131 = 4.875.")
+
+
+def plot_training(history, chance: float | None = None) -> Figure:
+    """Loss curves of `csm_nb.training.train` (total, codebook 0, depth decoder; log scale) and
+    the teacher-forced codebook-0 accuracy. chance: ln(V), the loss of a uniform guess."""
+    steps = np.asarray(history.step) + 1
+    fig, axes = new_figure(1, 2, width=11, height=3.4)
+    ax, acc = axes[0]
+    for name, colour in (("total", "k"), ("codebook0", "tab:blue"), ("decoder", "tab:orange")):
+        label = {"total": "total", "codebook0": "codebook 0 (backbone)",
+                 "decoder": "codebooks 1.. (depth decoder)"}[name]
+        ax.plot(steps, getattr(history, name), color=colour, lw=1.2, label=label)
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls="--", lw=1, label=f"chance, ln V = {chance:.2f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(f"CSM loss over {len(steps)} steps ({history.seconds[-1]:.0f} s)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    acc.plot(steps, 100 * np.asarray(history.accuracy), color="tab:green", lw=1.2)
+    acc.set_ylim(0, 101)
+    acc.set_xlabel("step")
+    acc.set_ylabel("% of frames")
+    acc.set_title("codebook 0 right given the true past (teacher forcing)", fontsize=10)
+    acc.grid(alpha=0.3)
+    return fig
+
+
+# ------------------------------------------------------------------- let it speak (6)
+
+def plot_code_match(generated, target, frame_rate: float = FRAME_RATE) -> Figure:
+    """Generated codes against the training target, frame by frame: green where equal."""
+    g, t = to_numpy(generated), to_numpy(target)            # [K, F'], [K, F]
+    K, F = t.shape[0], max(g.shape[1], t.shape[1])
+    same = np.full((K, F), np.nan)
+    common = min(g.shape[1], t.shape[1])
+    same[:, :common] = g[:, :common] == t[:, :common]
+    fig, axes = new_figure(width=9, height=2.6)
+    ax = axes[0, 0]
+    ax.imshow(same, aspect="auto", interpolation="nearest", vmin=0, vmax=1,
+              cmap=ListedColormap(["tab:red", "tab:green"]),
+              extent=[0, F / frame_rate, K - 0.5, -0.5])
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("codebook")
+    c0 = float((g[0, :common] == t[0, :common]).sum()) / max(t.shape[1], 1)
+    ax.set_title(f"generated vs target: green = same code; codebook 0 matches on {c0:.0%} of "
+                 f"the {t.shape[1]} target frames (generated {g.shape[1]})", fontsize=10)
+    return fig
+
+
+_VOICE_CHOICES = {
+    "a": "the speaker id in the text, [0] or [1]",
+    "b": "the audio of the context turn",
+    "c": "the words of the sentence",
+}
+
+
+def check_voice_source(answer) -> bool:
+    """Multiple choice: what tells the trained toy CSM which voice to speak in?"""
+    if unanswered(answer):
+        return False
+    if not isinstance(answer, str):
+        raise TypeError(f"answer: expected one of {sorted(_VOICE_CHOICES)} as a string, got "
+                        f"{type(answer).__name__} {answer!r}")
+    choice = answer.strip().lower().strip("()")
+    if choice == "b":
+        return verdict(True, "we drew the [0]/[1] label at random for every training "
+                       "conversation, and every sentence exists in both voices, so only the "
+                       "context's audio says whose voice comes next. CSM-1B works the same "
+                       "way: the speaker id is just text; context sets the voice.", "")
+    hints = {"a": "during training the label was drawn at random for each conversation: it "
+                  "says nothing about the voice.",
+             "c": "every sentence was recorded in both voices: the words alone cannot decide."}
+    return verdict(False, "", hints.get(choice, f"pick one of {sorted(_VOICE_CHOICES)}."))
+
+
+SOLUTIONS["voice_source"] = (
+    "(b) the context's audio. The training conversations paired each clip with another clip\n"
+    "of the same voice and a random [0]/[1] label; the same words exist in both voices. The\n"
+    "only evidence of the voice is the context turn's codes, and the model learned to read it.")

@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 # matrices gain nothing from more threads (and lose a lot when the cores are shared).
 TEST_ENV := CSM_NB_MODE=tiny HF_HUB_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 
-.PHONY: venv run lab demo test test-fast bench clean
+.PHONY: venv run lab demo test test-fast bench rehearse rehearse-wheels clean
 
 venv: $(STAMP)
 
@@ -44,15 +44,36 @@ demo: venv
 # The notebooks run one kernel at a time, after the tests: kernels started at once by two
 # pytest workers can race for the same ZMQ ports, and a kernel's replies then never arrive.
 test: venv
+	$(BIN)/ruff check csm_nb tests benchmarks
 	$(TEST_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile -q tests --durations=15
 	$(TEST_ENV) $(BIN)/python -m pytest -q --nbmake notebooks --nbmake-timeout=600 --durations=5
 
 # Everything but the notebooks and the full-size model: the inner loop while coding.
 test-fast: venv
+	$(BIN)/ruff check csm_nb tests benchmarks
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests -m "not fullsize"
 
+# The CPU proxy: csm_nb's frame (eager, static step, compiled step) against the official loop
+# and transformers on the same tiny weights, one thread (as the tests run).
 bench: venv
-	$(BIN)/python benchmarks/bench_frame.py --size tiny
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_frame.py --size tiny
+
+# Prove the real path without the gated weights (docs/rehearsal.md): random full-size weights
+# in folders laid out like the hub's, every notebook, the CLI and the app in real mode, the
+# frame loop's backends, a 15 GiB fp16 "T4" pass; one table in $$OUT or results/. On a GPU
+# machine without this venv it runs on the machine's own python3 (no `make venv` needed).
+REHEARSE_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+rehearse:
+	$(REHEARSE_PYTHON) benchmarks/rehearse.py
+
+# The wheels the GPU machine lacks (its Python 3.12, x86-64) into .whl/, which the rehearsal
+# installs there with --no-index --no-deps; the list and what is left out: benchmarks/rehearse-wheels.txt.
+WHEEL_PLATFORMS := $(foreach n,17 24 26 27 28 31 34 35,--platform manylinux_2_$(n)_x86_64) \
+                   --platform manylinux2014_x86_64 --platform manylinux1_x86_64
+rehearse-wheels:
+	PIP_CONSTRAINT= $(REHEARSE_PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp $(WHEEL_PLATFORMS) -d .whl -r benchmarks/rehearse-wheels.txt
+	@echo "$$(ls .whl/*.whl | wc -l) wheels, $$(du -sh .whl | cut -f1) in .whl/ (a device run carries 64 MiB in all)"
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -1,9 +1,26 @@
+"""Fixtures every test file may use. Plain helpers (micro configs, prompts, fake repos, the
+fresh_* resets) are in helpers.py; import them from there, never from here or a test file.
+
+    tokenizer       the tiny byte-level tokenizer (one per session: it never changes)
+    prompt          helpers.mixed_prompt(tokenizer): a context segment and the line to say
+    codec           the tiny random Mimi, float64 on the CPU, built once per file (calls leave
+                    no state behind: streaming sessions restore it)
+    gen             the tiny Generator on the CPU, as load_generator("tiny", device="cpu")
+                    returns it: built once per file (tiny_generator), reset before and after
+                    each test (helpers.fresh_generator), so no test sees another's caches
+    tiny_generator  the object behind `gen`, not reset: only for @given tests (hypothesis
+                    refuses function-scoped fixtures), which reset it themselves
+    notebook_code   helpers.notebook_code(name, through): a notebook's cells as one script
+"""
+
 import os
 
 import pytest
 import torch
 
 import csm_nb
+from csm_nb.audio.mimi_weights import load_codec
+from helpers import fresh_generator, mixed_prompt, notebook_code as _notebook_code
 
 # Tests never reach the hub and never pick up a user's weights by accident.
 os.environ.setdefault("CSM_NB_MODE", "tiny")
@@ -12,22 +29,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # more threads only add waiting (several times slower on a shared box).
 torch.set_num_threads(1)
 
-
 @pytest.fixture(scope="session")
 def tokenizer():
     return csm_nb.tiny_tokenizer()
-
-
-def mixed_prompt(tokenizer, num_codebooks=32, frames=5, seed=0):
-    """Context segment (text rows, audio rows, all-zero EOS row) + the text to speak."""
-    g = torch.Generator().manual_seed(seed)
-    codes = torch.randint(0, 2048, (num_codebooks, frames), generator=g)
-    parts = [csm_nb.text_rows(tokenizer, "Hi there, how are you?", 1, num_codebooks),
-             csm_nb.audio_rows(codes),
-             csm_nb.text_rows(tokenizer, "Pretty good.", 0, num_codebooks)]
-    tokens = torch.cat([p[0] for p in parts])
-    mask = torch.cat([p[1] for p in parts])
-    return tokens, mask
 
 
 @pytest.fixture
@@ -35,27 +39,23 @@ def prompt(tokenizer):
     return mixed_prompt(tokenizer)
 
 
-def _notebook_code(name: str, through: str) -> str:
-    """The code cells of notebooks/<name>.ipynb, in order, up to and including the first cell
-    that contains `through`; cells tagged skip-execution (the Colab install) are left out,
-    as nbmake and Jupyter leave them out."""
-    import json
+@pytest.fixture(scope="module")
+def codec():
+    return load_codec("tiny", device="cpu")
 
-    path = os.path.join(os.path.dirname(__file__), "..", "notebooks", f"{name}.ipynb")
-    with open(path, encoding="utf-8") as f:
-        cells = json.load(f)["cells"]
-    code = []
-    for cell in cells:
-        if cell["cell_type"] != "code" or "skip-execution" in cell["metadata"].get("tags", []):
-            continue
-        source = "".join(cell["source"])
-        code.append(source)
-        if through in source:
-            return "\n\n".join(code)
-    raise AssertionError(f"{name}.ipynb has no code cell containing {through!r}")
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    return csm_nb.load_generator("tiny", device="cpu")
+
+
+@pytest.fixture
+def gen(tiny_generator):
+    yield fresh_generator(tiny_generator)
+    fresh_generator(tiny_generator)        # stop a stream left half-read, free the caches
 
 
 @pytest.fixture(scope="session")
 def notebook_code():
-    """notebook_code(name, through) -> the notebook's own cells as one script (see above)."""
+    """notebook_code(name, through) -> the notebook's own cells as one script."""
     return _notebook_code

@@ -17,12 +17,6 @@ SPF = 1920                     # samples per 80 ms frame at 24 kHz
 TURNS = [(0, "Hey how are you doing."), (1, "Pretty good, pretty good.")]
 
 
-
-@pytest.fixture(scope="module")
-def gen():
-    return csm_nb.speech.generator.load_generator("tiny")
-
-
 @pytest.fixture
 def no_model(monkeypatch):
     """Loading a model here fails the test: bad input must be refused before any model work."""

@@ -6,9 +6,10 @@ import torch
 import csm_nb
 
 
-@pytest.fixture(scope="module")
-def model():
-    return csm_nb.tiny_model(device="cpu")
+@pytest.fixture
+def model(gen):
+    """The tiny CSM (csm_nb.tiny_model on the CPU): the shared generator's, without caches."""
+    return gen.model
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def rows(tokenizer):
     return csm_nb.text_rows(tokenizer, "Hello.", 0)
 
 
-def gen(model, tokens, mask, **kw):
+def generate(model, tokens, mask, **kw):
     return csm_nb.generate_codes(model, tokens, mask, **{"max_frames": 1, **kw})
 
 
@@ -40,7 +41,7 @@ def gen(model, tokens, mask, **kw):
 def test_bad_prompt(model, rows, make, error, match):
     tokens, mask = make(*rows)
     with pytest.raises(error, match=match):
-        gen(model, tokens, mask)
+        generate(model, tokens, mask)
 
 
 @pytest.mark.parametrize("kw, error, match", [
@@ -58,7 +59,7 @@ def test_bad_prompt(model, rows, make, error, match):
 ])
 def test_bad_generation_args(model, rows, kw, error, match):
     with pytest.raises(error, match=match):
-        gen(model, *rows, **kw)
+        generate(model, *rows, **kw)
 
 
 def test_exact_fit_is_allowed(model, rows):
@@ -67,8 +68,8 @@ def test_exact_fit_is_allowed(model, rows):
 
 
 def test_temperature_zero_is_greedy(model, rows):
-    greedy = gen(model, *rows, max_frames=2, topk=1)
-    assert torch.equal(gen(model, *rows, max_frames=2, temperature=0.0, topk=50), greedy)
+    greedy = generate(model, *rows, max_frames=2, topk=1)
+    assert torch.equal(generate(model, *rows, max_frames=2, temperature=0.0, topk=50), greedy)
 
 
 def test_wrong_model_type(rows):

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import tokenizers
 import torch
-from safetensors.torch import save_file
 
 import csm_nb
 from csm_nb.audio import signal as audio_io
@@ -30,6 +29,7 @@ from csm_nb.apps.cli import main
 from csm_nb.speech.generator import Generator
 from csm_nb.speech.segment import Segment
 from csm_nb.speech.streaming import RunawayGuard
+from helpers import micro_config, save_state
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 ROW = re.compile(r"^\|\s*`(?P<id>[a-z0-9-]+)`\s*\|")
@@ -56,40 +56,24 @@ ROWS = parse_table(DOC.read_text(encoding="utf-8"))
 
 # ------------------------------------------------------------------ shared objects
 
-def micro_config(**kw) -> csm_nb.CSMConfig:
-    """A CSM of the official layout small enough to save in milliseconds."""
-    block = dict(num_layers=1, num_heads=2, num_kv_heads=1, embed_dim=16, intermediate_dim=32)
-    return csm_nb.CSMConfig(backbone=csm_nb.LlamaConfig(**block, max_seq_len=64),
-                            decoder=csm_nb.LlamaConfig(**block, max_seq_len=32),
-                            text_vocab_size=kw.get("text_vocab_size", 300))
-
-
 def save_micro(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    model = csm_nb.CSM(micro_config())
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "model.safetensors"))
+    """Only model.safetensors (no config.json) of a micro CSM: 64 positions, 300 text ids."""
+    save_state(folder / "model.safetensors",
+               csm_nb.CSM(micro_config(max_seq_len=64, text_vocab_size=300)))
     return folder
 
 
-@pytest.fixture(scope="module")
-def shared():
-    torch.set_num_threads(1)
-    model = csm_nb.tiny_model(device="cpu")
-    tok = csm_nb.tiny_tokenizer()
-    codec = load_codec("tiny", device="cpu")
-    return types.SimpleNamespace(model=model, tok=tok, codec=codec,
-                                 gen=Generator(model, tok, codec, "tiny"),
-                                 rows=csm_nb.text_rows(tok, "Hello.", 0))
-
-
 @pytest.fixture
-def env(shared, tmp_path, monkeypatch, capsys):
+def env(gen, tmp_path, monkeypatch, capsys):
+    """What a case may use: the tiny model, tokenizer, codec and generator (conftest's `gen`,
+    fresh for each case), rows of "Hello.", a temp folder, monkeypatch and capsys."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))   # never a real cache
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("CSM_NB_WEIGHTS", raising=False)
     monkeypatch.delenv("CSM_NB_MIMI", raising=False)
-    return types.SimpleNamespace(**vars(shared), tmp=tmp_path, mp=monkeypatch, capsys=capsys)
+    return types.SimpleNamespace(model=gen.model, tok=gen.tokenizer, codec=gen.codec, gen=gen,
+                                 rows=csm_nb.text_rows(gen.tokenizer, "Hello.", 0),
+                                 tmp=tmp_path, mp=monkeypatch, capsys=capsys)
 
 
 def gen_codes(e, tokens=None, mask=None, **kw):

@@ -17,6 +17,7 @@ from csm_nb.audio.metrics import mel_distance, si_sdr
 from csm_nb.audio.mimi_weights import build_random_mimi, load_codec, tiny_mimi_config
 from csm_nb.audio.signal import prepare_audio
 from csm_nb.core.config import CSMConfig
+from helpers import hub_snapshot, save_state
 
 CFG = CSMConfig.csm_1b()
 SPF = CFG.samples_per_frame          # 1920
@@ -24,11 +25,6 @@ SR = CFG.sample_rate                 # 24000
 K = CFG.num_codebooks                # 32
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 MIMI_REPO = "kyutai/moshiko-pytorch-bf16"
-
-
-@pytest.fixture(scope="module")
-def codec():
-    return load_codec("tiny", device="cpu")
 
 
 def speechlike(seconds=1.0, seed=0, rate=SR):
@@ -156,10 +152,11 @@ def test_stream_buffers_ragged_chunks_and_sessions_are_independent(codec):
 
 def test_an_abandoned_stream_does_not_leak_state(codec):
     codes = codec.encode(speechlike(0.5), SR)
+    before = codec.decode(codes)
     gen = codec.decode_stream(codes)
     next(gen)                                                # stop halfway
     assert not codec.mimi.is_streaming
-    assert torch.equal(codec.decode(codes), codec.decode(codes))
+    assert torch.equal(codec.decode(codes), before)
     torch.testing.assert_close(torch.cat(list(codec.decode_stream(codes))), codec.decode(codes),
                                atol=1e-5, rtol=0)
 
@@ -191,11 +188,7 @@ def tiny_structure(monkeypatch):
 
 
 def save_tiny_checkpoint(folder, seed=7):
-    folder.mkdir(parents=True, exist_ok=True)
-    mimi = build_random_mimi(tiny_mimi_config(), seed=seed)
-    state = {k: v.contiguous() for k, v in mimi.state_dict().items()}
-    save_file(state, str(folder / MIMI_FILE))
-    return state
+    return save_state(folder / MIMI_FILE, build_random_mimi(tiny_mimi_config(), seed=seed))
 
 
 def assert_loaded(codec, state, mode="real"):
@@ -220,11 +213,7 @@ def test_real_from_the_env_variable(tmp_path, tiny_structure, monkeypatch):
 
 
 def fake_hub_cache(root, commit="0123456789abcdef0123456789abcdef01234567"):
-    repo = root / f"models--{MIMI_REPO.replace('/', '--')}"
-    state = save_tiny_checkpoint(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return state
+    return save_tiny_checkpoint(hub_snapshot(root, MIMI_REPO, commit))
 
 
 def test_real_through_an_offline_hub_cache(tmp_path, tiny_structure, monkeypatch):

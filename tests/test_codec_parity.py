@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from csm_nb.audio import mimi as C
-from csm_nb.audio.mimi_weights import load_codec, tiny_mimi_config
+from csm_nb.audio.mimi_weights import tiny_mimi_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -80,9 +80,9 @@ def hf_config(cfg):
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(codec):
     cfg = tiny_mimi_config()
-    ours = load_codec("tiny", device="cpu")                  # float64, codebooks filled
+    ours = codec                                             # tiny: float64, codebooks filled
     theirs = transformers.MimiModel(hf_config(cfg)).double().eval()
     state = to_transformers(ours.mimi.state_dict(), cfg["transformer"]["num_heads"])
     result = theirs.load_state_dict(state, strict=True)

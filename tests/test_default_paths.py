@@ -22,6 +22,7 @@ import torch
 import csm_nb
 from csm_nb.apps import demo as app
 from csm_nb.speech.streaming import RunawayGuard
+from helpers import fresh_generator
 
 SR, SPF = 24_000, 1920                      # samples per second, per 80 ms frame
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,15 @@ def frames(ms):
 
 
 @pytest.fixture(scope="module")
-def gen():
+def readme_generator():
+    """Built as the README builds it: no device= (conftest's `gen` is pinned to the CPU)."""
     return csm_nb.load_generator("tiny")
+
+
+@pytest.fixture
+def gen(readme_generator):
+    yield fresh_generator(readme_generator)
+    fresh_generator(readme_generator)
 
 
 def test_generate_as_the_readme_shows_it_lasts_its_cap_with_the_bar_on(gen, capfd):

@@ -17,27 +17,21 @@ import types
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import csm_nb
 import csm_nb.speech.generator as generator_module
 from csm_nb.audio import mimi as C
 from csm_nb.audio.mimi_weights import build_random_mimi, load_codec, tiny_mimi_config
-from csm_nb.teach import widgets
+from csm_nb.teach import conversation as widgets
 from csm_nb.apps.cli import main
 from csm_nb.speech.generator import Generator, load_generator
 from csm_nb.speech.segment import Segment
 from csm_nb.loading.modes import notebook_mode
-from tests.test_hub import hf_config_json
+from helpers import hf_config_json, hub_snapshot, micro_config, micro_repo, save_state
 
 SR, SPF = 24_000, 1920
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 14.75 GiB total capacity)"
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return load_generator("tiny", device="cpu")
 
 
 @pytest.fixture
@@ -48,23 +42,6 @@ def offline(tmp_path, monkeypatch):
     for name in ("CSM_NB_WEIGHTS", "CSM_NB_MIMI", "CSM_NB_MODE"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
-
-
-def micro_config() -> csm_nb.CSMConfig:
-    block = dict(num_layers=1, num_heads=2, num_kv_heads=1, embed_dim=16, intermediate_dim=32)
-    return csm_nb.CSMConfig(backbone=csm_nb.LlamaConfig(**block, max_seq_len=2048),
-                            decoder=csm_nb.LlamaConfig(**block, max_seq_len=32))
-
-
-def micro_repo(folder, model=None):
-    """A folder laid out like sesame/csm-1b around a micro CSM (saved in milliseconds)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model = model or csm_nb.tiny_model(micro_config(), device="cpu", seed=2)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(hf_config_json(model.config)))
-    csm_nb.tiny_tokenizer().save(str(folder / "tokenizer.json"))
-    return folder
 
 
 @pytest.fixture
@@ -196,9 +173,8 @@ def test_auto_with_broken_local_weights_says_so_and_wrong_sizes_are_not_hidden(
 
 
 def test_truncated_mimi_checkpoint(offline, tiny_mimi_structure, capsys):
-    mimi = build_random_mimi(tiny_mimi_config(), seed=1)
     path = offline / MIMI_FILE
-    save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(path))
+    save_state(path, build_random_mimi(tiny_mimi_config(), seed=1))
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(C.MimiUnavailable, match="truncated or corrupted"):
         load_codec("real", device="cpu", source=path)
@@ -445,12 +421,7 @@ def test_notebook_mode_twice_and_a_mode_change_between_cells(monkeypatch, capsys
 # ------------------------------------------------------------------ auto never pretends
 
 def fake_cache_with_weights(root):
-    commit = "0" * 40
-    repo = root / "models--sesame--csm-1b"
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "model.safetensors").write_bytes(b"x")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    (hub_snapshot(root, "sesame/csm-1b") / "model.safetensors").write_bytes(b"x")
 
 
 @pytest.mark.parametrize("setup, verdict, reason", [
@@ -502,9 +473,7 @@ def test_auto_never_pairs_real_weights_with_a_random_codec(offline, monkeypatch)
 def test_auto_with_every_weight_local_is_real(offline, monkeypatch, tiny_mimi_structure,
                                               capsys):
     monkeypatch.setenv("CSM_NB_WEIGHTS", str(micro_repo(offline / "w")))
-    mimi = build_random_mimi(tiny_mimi_config(), seed=1)
-    save_file({k: v.contiguous() for k, v in mimi.state_dict().items()},
-              str(offline / MIMI_FILE))
+    save_state(offline / MIMI_FILE, build_random_mimi(tiny_mimi_config(), seed=1))
     monkeypatch.setenv("CSM_NB_MIMI", str(offline))
     assert notebook_mode() == "real"
     gen = load_generator("auto", device="cpu")

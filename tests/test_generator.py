@@ -22,13 +22,7 @@ from csm_nb.loading.tokenizer import BOS_ID, EOS_ID
 SR, SPF, K = 24_000, 1920, 32
 
 
-
-@pytest.fixture(scope="module")
-def gen():
-    return load_generator("tiny", device="cpu")
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def gen32(gen):
     """Same model, a float32 tiny Mimi: streaming vs one-shot differ by rounding only."""
     return Generator(gen.model, gen.tokenizer, load_codec("tiny", "cpu", torch.float32), "tiny")
@@ -324,7 +318,7 @@ def test_guard_through_generate_and_stream(gen):
 def test_viz_figures_for_the_notebook(gen):
     from matplotlib.figure import Figure
 
-    from csm_nb.teach import viz
+    from csm_nb.teach import conversation as viz
     context = _three_segments()
     trimmed = gen.context_budget("Go", 1, context, (2048 - 20) * 80)
     assert not trimmed.fits and trimmed.first_kept == 3
@@ -339,7 +333,7 @@ def test_viz_figures_for_the_notebook(gen):
 
 
 def test_conversation_builder_headless(gen):
-    from csm_nb.teach import widgets
+    from csm_nb.teach import conversation as widgets
     prompt = Segment(0, "Hi", tone(0.2), SR)
     box = widgets.conversation_builder(gen, [prompt], turns=[(1, "One.")],
                                        max_audio_length_ms=160, progress=False)
@@ -352,7 +346,7 @@ def test_conversation_builder_headless(gen):
 
 
 def test_exercise_checkers(gen, capsys):
-    from csm_nb.teach import exercises as ex
+    from csm_nb.teach import conversation as ex
     assert ex.check_speaker_prefix("[1]Nice to meet you.")
     assert not ex.check_speaker_prefix("[1] Nice to meet you.")
     assert not ex.check_speaker_prefix(None)

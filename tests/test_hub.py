@@ -1,6 +1,5 @@
 """Loading from folders laid out like sesame/csm-1b, a fake hub cache, and every failure."""
 
-import json
 import os
 
 import pytest
@@ -10,41 +9,21 @@ from safetensors.torch import save_file
 import csm_nb
 from csm_nb.loading.weights import config_from_json
 from csm_nb.reference.weights import random_csm
+from helpers import fresh_model, hf_config_json, hub_snapshot, write_repo
 
 REPO = "sesame/csm-1b"
 COMMIT = "c92a71e1" + "0" * 32
 
 
-def hf_config_json(cfg: csm_nb.CSMConfig) -> dict:
-    """config.json fields as transformers' CsmConfig writes them."""
-    b, d = cfg.backbone, cfg.decoder
-    return {"model_type": "csm", "hidden_size": b.embed_dim, "num_hidden_layers": b.num_layers,
-            "num_attention_heads": b.num_heads, "num_key_value_heads": b.num_kv_heads,
-            "intermediate_size": b.intermediate_dim, "max_position_embeddings": b.max_seq_len,
-            "rope_theta": b.rope_base, "rms_norm_eps": b.norm_eps,
-            "vocab_size": cfg.audio_vocab_size, "text_vocab_size": cfg.text_vocab_size,
-            "num_codebooks": cfg.num_codebooks,
-            "depth_decoder_config": {
-                "hidden_size": d.embed_dim, "num_hidden_layers": d.num_layers,
-                "num_attention_heads": d.num_heads, "num_key_value_heads": d.num_kv_heads,
-                "intermediate_size": d.intermediate_dim, "max_position_embeddings": 33,
-                "rope_theta": d.rope_base, "rms_norm_eps": d.norm_eps}}
-
-
 @pytest.fixture(scope="module")
-def tiny():
+def tiny_random():
     return random_csm(csm_nb.CSMConfig.tiny(), seed=5)
 
 
-def write_repo(folder, model, extra=None):
-    os.makedirs(folder, exist_ok=True)
-    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    sd.update(extra or {})
-    save_file(sd, os.path.join(folder, "model.safetensors"))
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(hf_config_json(model.config), f)
-    csm_nb.tiny_tokenizer().save(os.path.join(folder, "tokenizer.json"))
-    return folder
+@pytest.fixture
+def tiny(tiny_random):
+    """A random tiny CSM, built once per file; each test gets it without caches."""
+    return fresh_model(tiny_random)
 
 
 def assert_same_weights(a, b):
@@ -97,10 +76,7 @@ def test_official_cache_masks_are_dropped(tmp_path, tiny):
 
 
 def fake_hub_cache(root, model):
-    snap = root / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT
-    write_repo(str(snap), model)
-    (root / f"models--{REPO.replace('/', '--')}" / "refs").mkdir()
-    (root / f"models--{REPO.replace('/', '--')}" / "refs" / "main").write_text(COMMIT)
+    write_repo(str(hub_snapshot(root, REPO, COMMIT)), model)
     return root
 
 

@@ -6,8 +6,8 @@ import torch
 import csm_nb
 from csm_nb.core.frame_loop import decode_frame
 from csm_nb.core.sampling import draw_noise
-from tests.conftest import mixed_prompt
 from csm_nb.reference.weights import parity_config, random_csm
+from helpers import fresh_model, mixed_prompt
 
 # The official checkpoint's shapes (docs/csm-reference.md, sec. 2).
 PER_LAYER = {"sa_norm.scale": "D", "attn.q_proj.weight": ("D", "D"),
@@ -58,8 +58,14 @@ def test_tiny_model_is_seeded():
 
 
 @pytest.fixture(scope="module")
-def model():
+def parity_model():
     return random_csm(parity_config(), seed=3)
+
+
+@pytest.fixture
+def model(parity_model):
+    """Built once per file (seconds); each test gets it without the caches the last one left."""
+    return fresh_model(parity_model)
 
 
 def test_embedding_sums_active_columns_with_codebook_offsets(model, tokenizer):

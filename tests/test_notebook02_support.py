@@ -8,9 +8,9 @@ import torch
 from matplotlib.figure import Figure
 
 import csm_nb
-from csm_nb.teach import exercises, viz, widgets
+from csm_nb.teach import backbone as lesson
 from csm_nb.core.sampling import filtered_probs, sample_topk
-from tests.conftest import mixed_prompt
+from helpers import fresh_model, micro_config, mixed_prompt
 from csm_nb.reference.weights import random_csm
 
 FRAMES = 4
@@ -18,13 +18,15 @@ FRAMES = 4
 
 
 @pytest.fixture(scope="module")
-def model():
+def shared_model():
     """The official structure (32 codebooks of 2051 bins, the full text vocabulary, 4:1
     grouped-query attention) at the smallest widths, with well-scaled random weights."""
-    def small(max_seq_len):
-        return csm_nb.LlamaConfig(num_layers=1, num_heads=4, num_kv_heads=1, embed_dim=64,
-                                  intermediate_dim=128, max_seq_len=max_seq_len)
-    return random_csm(csm_nb.CSMConfig(backbone=small(2048), decoder=small(32)), seed=5)
+    return random_csm(micro_config(width=64, heads=4), seed=5)
+
+
+@pytest.fixture
+def model(shared_model):
+    return fresh_model(shared_model)           # generating sets up caches: start each test clean
 
 
 def assert_renders(fig):
@@ -68,7 +70,7 @@ def test_traced_greedy_logits_argmax_equals_the_codes(model, prompt):
 
 
 def test_progress_records_the_trace_and_the_bar(model, prompt):
-    progress, infos = widgets.GenerationProgress(FRAMES), []
+    progress, infos = lesson.GenerationProgress(FRAMES), []
 
     def both(info):
         infos.append(info)
@@ -93,7 +95,7 @@ def test_progress_records_the_trace_and_the_bar(model, prompt):
 def test_progress_sees_the_stop_frame_that_generate_drops(model, prompt):
     """Heads of all zeros: every logit ties, greedy argmax picks code 0 everywhere."""
     saved = model.codebook0_head.weight.clone(), model.audio_head.clone()
-    progress = widgets.GenerationProgress(FRAMES)
+    progress = lesson.GenerationProgress(FRAMES)
     try:
         with torch.no_grad():
             model.codebook0_head.weight.zero_()
@@ -112,55 +114,55 @@ def test_progress_sees_the_stop_frame_that_generate_drops(model, prompt):
 
 def test_progress_rejects_a_bad_length():
     with pytest.raises(ValueError, match="max_frames"):
-        widgets.GenerationProgress(0)
+        lesson.GenerationProgress(0)
 
 
 # ---- figures and the sampling widget -------------------------------------------------------
 
 def test_rows_table_and_heatmap(tokenizer):
     tokens, mask = mixed_prompt(tokenizer, frames=2)
-    kinds = viz.row_kinds(tokens, mask)
+    kinds = lesson.row_kinds(tokens, mask)
     n_first = len(tokenizer.encode("[1]Hi there, how are you?").ids)
     assert kinds == ["text"] * n_first + ["audio"] * 2 + ["end"] + ["text"] * (
         len(kinds) - n_first - 3)
-    table = viz.format_rows(tokens, mask, tokenizer).splitlines()
+    table = lesson.format_rows(tokens, mask, tokenizer).splitlines()
     assert len(table) == len(kinds) + 2                     # header, rule, one line per row
     assert "128000" in table[2] and "<|begin_of_text|>" in table[2]
-    fig = viz.plot_rows(tokens, mask, tokenizer)
+    fig = lesson.plot_rows(tokens, mask, tokenizer)
     assert_renders(fig)
     image = fig.axes[0].images[0].get_array()               # masked cells are masked out
     assert image.shape == (len(kinds), 32)
     assert bool(image.mask[0].all()) and not bool(image.mask[n_first].any())
-    assert_renders(viz.plot_embedding_lookup(tokens[n_first], 2051))
+    assert_renders(lesson.plot_embedding_lookup(tokens[n_first], 2051))
 
 
 def test_entropy_and_distribution_figures():
     V = 2051
-    assert math.isclose(float(viz.entropy_bits(torch.zeros(V))), math.log2(V), rel_tol=1e-5)
+    assert math.isclose(float(lesson.entropy_bits(torch.zeros(V))), math.log2(V), rel_tol=1e-5)
     spike = torch.full((V,), -1e4)
     spike[7] = 0
-    assert float(viz.entropy_bits(spike)) < 1e-3
+    assert float(lesson.entropy_bits(spike)) < 1e-3
     logits = torch.randn(3, 32, V, generator=torch.Generator().manual_seed(0))
-    assert_renders(viz.plot_distribution(logits[0, 0]))
-    fig = viz.plot_codebook_entropy(logits)
+    assert_renders(lesson.plot_distribution(logits[0, 0]))
+    fig = lesson.plot_codebook_entropy(logits)
     assert_renders(fig)
     assert fig.axes[0].lines[0].get_ydata().shape == (32,)
-    assert_renders(viz.plot_codebook_entropy(logits[0]))
-    fig = viz.plot_sampling(logits[0, 0], 0.9, 5)
+    assert_renders(lesson.plot_codebook_entropy(logits[0]))
+    fig = lesson.plot_sampling(logits[0, 0], 0.9, 5)
     assert fig.axes[0].get_title().startswith("5 code(s) can be drawn")
     assert_renders(fig)
-    assert len(viz.plot_step_cost([16, 256], [1.0, 1.0], [2.0, 30.0]).axes) == 1
-    fig = viz.plot_step_cost([16, 256], [1.0, 1.0], [2.0, 30.0], "MFLOP", [1.0, 1.1], [1.5, 9.0])
+    assert len(lesson.plot_step_cost([16, 256], [1.0, 1.0], [2.0, 30.0]).axes) == 1
+    fig = lesson.plot_step_cost([16, 256], [1.0, 1.0], [2.0, 30.0], "MFLOP", [1.0, 1.1], [1.5, 9.0])
     assert [ax.get_ylabel() for ax in fig.axes] == ["work per step (MFLOP)",
                                                    "time per step (ms, measured)"]
     assert_renders(fig)
-    assert_renders(viz.plot_generation_trace(torch.rand(5, 32), torch.rand(5, 32),
-                                             torch.rand(5)))
+    assert_renders(lesson.plot_generation_trace(torch.rand(5, 32), torch.rand(5, 32),
+                                                torch.rand(5)))
 
 
 def test_sampling_explorer_headless_and_slider_path():
     logits = torch.randn(2051, generator=torch.Generator().manual_seed(1))
-    box = widgets.sampling_explorer(logits, temperature=0.9, topk=50, draws=6, seed=4)
+    box = lesson.sampling_explorer(logits, temperature=0.9, topk=50, draws=6, seed=4)
     expected = sample_topk(logits.expand(6, 2051), 0.9, 50,
                            generator=torch.Generator().manual_seed(4))
     assert box.last_draws == expected.tolist()
@@ -170,7 +172,7 @@ def test_sampling_explorer_headless_and_slider_path():
     assert box.last_draws == sample_topk(logits.expand(6, 2051), 1.0, 2051,
                                          generator=torch.Generator().manual_seed(4)).tolist()
     with pytest.raises(ValueError, match="topk"):
-        widgets.sampling_explorer(logits, topk=0)
+        lesson.sampling_explorer(logits, topk=0)
 
 
 # ---- exercise checkers ---------------------------------------------------------------------
@@ -197,7 +199,7 @@ def sample_inverse_cdf(logits, temperature, topk, generator):
                                            (sample_like_csm_nb, True),   # draw) is itself an
                                            (sample_inverse_cdf, False)])  # exponential race
 def test_check_sampler_accepts_right_samplers(fn, identical, capsys):
-    assert exercises.check_sampler(fn) is True
+    assert lesson.check_sampler(fn) is True
     out = capsys.readouterr().out
     assert out.startswith("Correct!")
     assert ("draw for draw identical" in out) == identical
@@ -226,7 +228,7 @@ def crashes(logits, temperature, topk, generator):
                                       (crashes, "RuntimeError: oops"),
                                       (lambda *a: None, "returned None")])
 def test_check_sampler_rejects_wrong_samplers(fn, hint, capsys):
-    assert exercises.check_sampler(fn) is False
+    assert lesson.check_sampler(fn) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet.") and hint in out
 
@@ -244,7 +246,7 @@ def build_rows(tokenizer, text, speaker, codes):
 
 
 def test_check_build_rows(tokenizer, capsys):
-    assert exercises.check_build_rows(build_rows, tokenizer) is True
+    assert lesson.check_build_rows(build_rows, tokenizer) is True
 
     def no_end_row(tokenizer, text, speaker, codes):
         tokens, mask = build_rows(tokenizer, text, speaker, codes)
@@ -262,9 +264,9 @@ def test_check_build_rows(tokenizer, capsys):
     capsys.readouterr()
     for fn, hint in ((no_end_row, "one all-zero end-of-audio row"),
                      (spaced, "no space after ']'"), (untransposed, "codes[:, f]")):
-        assert exercises.check_build_rows(fn, tokenizer) is False
+        assert lesson.check_build_rows(fn, tokenizer) is False
         assert hint in capsys.readouterr().out
-    assert exercises.check_build_rows(None, tokenizer) is False
+    assert lesson.check_build_rows(None, tokenizer) is False
 
 
 def embed_by_hand(model, tokens, mask):
@@ -275,7 +277,7 @@ def embed_by_hand(model, tokens, mask):
 
 
 def test_check_embed_rows(model, prompt, capsys):
-    assert exercises.check_embed_rows(embed_by_hand, model, *prompt) is True
+    assert lesson.check_embed_rows(embed_by_hand, model, *prompt) is True
 
     def no_offsets(model, tokens, mask):
         K = model.config.num_codebooks
@@ -289,20 +291,20 @@ def test_check_embed_rows(model, prompt, capsys):
     capsys.readouterr()
     for fn, hint in ((no_offsets, "add the offsets"), (no_mask, "multiply by the mask"),
                      (lambda m, t, k: torch.zeros(3), "expected shape")):
-        assert exercises.check_embed_rows(fn, model, *prompt) is False
+        assert lesson.check_embed_rows(fn, model, *prompt) is False
         assert hint in capsys.readouterr().out
 
 
 def test_check_context_seconds(capsys):
-    assert math.isclose(exercises.context_seconds(10, 20, 2, 15), 1871 / 12.5)
-    assert exercises.check_context_seconds(149.68) is True
-    assert exercises.check_context_seconds(149.6) is True          # the official strict rule
+    assert math.isclose(lesson.context_seconds(10, 20, 2, 15), 1871 / 12.5)
+    assert lesson.check_context_seconds(149.68) is True
+    assert lesson.check_context_seconds(149.6) is True             # the official strict rule
     capsys.readouterr()
     for wrong, hint in ((1871, "number of rows"), (149.68 + 10, "frames the new line"),
                         (149.68 + 2 / 12.5, "end row"), (149.68 + 30 / 12.5, "own text rows"),
                         (5000, "at most")):
-        assert exercises.check_context_seconds(wrong) is False
+        assert lesson.check_context_seconds(wrong) is False
         assert hint in capsys.readouterr().out
-    assert exercises.check_context_seconds(None) is False
+    assert lesson.check_context_seconds(None) is False
     with pytest.raises(TypeError, match="seconds"):
-        exercises.check_context_seconds("150 s")
+        lesson.check_context_seconds("150 s")

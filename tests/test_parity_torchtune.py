@@ -5,6 +5,7 @@ import torch
 
 import csm_nb
 from csm_nb.reference.weights import parity_config, randomize_
+from helpers import fresh_model, mixed_prompt
 
 official = pytest.importorskip("csm_nb.reference.official")
 
@@ -20,8 +21,19 @@ def _pair(cfg, seed=0):
 
 
 @pytest.fixture(scope="module")
-def models():
+def official_pair():
     return _pair(parity_config())
+
+
+@pytest.fixture
+def models(official_pair):
+    """Built once per file (seconds); each test gets both without KV caches."""
+    from torchtune.modules.common_utils import delete_kv_caches
+    ref, ours = official_pair
+    for part in (ref.backbone, ref.decoder):
+        if part.caches_are_setup():
+            delete_kv_caches(part)
+    return ref, fresh_model(ours)
 
 
 def test_state_dict_keys_match_official_layout(models):
@@ -63,7 +75,6 @@ def test_full_size_official_layout_parity(tokenizer):
     ours.init_buffers()
     ours.eval()
     assert ours.num_parameters == 1_552_791_552
-    from tests.conftest import mixed_prompt
     tokens, mask = mixed_prompt(tokenizer)
     ref_codes = ref.generate(tokens, mask, max_frames=FRAMES, topk=1)
     ours_codes = csm_nb.generate_codes(ours, tokens, mask, max_frames=FRAMES, topk=1)

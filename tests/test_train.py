@@ -213,7 +213,7 @@ def test_bad_input(batch, tokenizer, tmp_path):
 
 
 def test_notebook05_figures(batch):
-    from csm_nb.teach import viz
+    from csm_nb.teach import codec, training as viz
     history = T.train(small_model(), batch, steps=3, warmup=1, progress=False)
     fig = viz.plot_training(history, chance=math.log(V))
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4      # 3 losses + chance
@@ -224,12 +224,12 @@ def test_notebook05_figures(batch):
     target = random_codes(4, 0)
     fig = viz.plot_code_match(target[:, :3], target)
     assert "75%" in fig.axes[0].get_title()
-    fig = viz.plot_codec_comparison({"a": ([1, 2], [3.0, 2.0], 0.1), "b": ([1, 2], [4.0, 1.0], 0.2)})
+    fig = codec.plot_codec_comparison({"a": ([1, 2], [3.0, 2.0], 0.1), "b": ([1, 2], [4.0, 1.0], 0.2)})
     assert len(fig.axes[1].lines) == 2
 
 
 def test_notebook05_exercises(capsys):
-    from csm_nb.teach import exercises as E
+    from csm_nb.teach import training as E
     assert E.check_chance_loss(None, 131) is False
     assert E.check_chance_loss(math.log(131), 131) is True
     assert E.check_chance_loss(math.log2(131), 131) is False

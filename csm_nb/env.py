@@ -19,6 +19,7 @@ MODE = "CSM_NB_MODE"                # default mode when a call passes mode=None
 WEIGHTS = "CSM_NB_WEIGHTS"          # a local folder laid out like the sesame/csm-1b repo
 MIMI = "CSM_NB_MIMI"                # a local folder or .safetensors file holding Mimi's weights
 CUDA_GRAPHS = "CSM_NB_CUDA_GRAPHS"  # kill switch for the CUDA-graph frame step (default on)
+MAX_LINE_MS = "CSM_NB_MAX_LINE_MS"  # cap on every generated line's length, in ms (rehearsals, CI)
 HF_OFFLINE = "HF_HUB_OFFLINE"       # huggingface_hub's own: never reach the hub
 HF_CACHE = "HF_HUB_CACHE"           # huggingface_hub's own: where downloads are cached
 
@@ -44,6 +45,27 @@ def flag(name: str, default: bool) -> bool:
         return False
     raise ValueError(f"${name}={raw!r} is not an on/off value; set it to one of "
                      f"{'/'.join(TRUE)} (on) or {'/'.join(FALSE[:-1])} (off), or unset it")
+
+
+def max_line_ms(requested_ms):
+    """`requested_ms` (the audio one line may take), lowered to $CSM_NB_MAX_LINE_MS when that
+    is set and smaller: how rehearsals and quick runs keep every line short without editing
+    a notebook. A notebook cell passes its own length through it, e.g.
+    `gen.generate(..., max_audio_length_ms=csm_nb.env.max_line_ms(10_000))`. Unset: unchanged.
+    An int stays an int (whole milliseconds)."""
+    raw = text(MAX_LINE_MS)
+    if raw is None:
+        return requested_ms
+    try:
+        cap = float(raw)
+    except ValueError:
+        cap = float("nan")
+    if not cap > 0 or cap == float("inf"):
+        raise ValueError(f"${MAX_LINE_MS}={raw!r} is not a length in milliseconds; set it to a "
+                         "positive number such as 2000 (2 s per line), or unset it")
+    if cap >= requested_ms:
+        return requested_ms
+    return int(cap) if isinstance(requested_ms, int) else cap
 
 
 def hub_offline() -> bool:

@@ -1,13 +1,15 @@
-"""The fast paths give the same codes as the plain loop; the CUDA-graph step's buffer logic."""
+"""The fast paths give the same codes as the plain loop; the CUDA-graph step's buffer logic;
+the compiled depth loop is one small graph whatever the number of codebooks."""
 
 import pytest
 import torch
 
 import csm_nb
+from csm_nb.core import depth_step as ds
 from csm_nb.core import frame_loop as fast
 from csm_nb.core.frame_loop import decode_frame
 from csm_nb.core.sampling import draw_noise
-from tests.conftest import mixed_prompt
+from helpers import mixed_prompt
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_every_backend_runs_the_one_step_function(model, tokenizer, monkeypatch,
     monkeypatch.setattr(fast.FrameStep, "step", lambda self, *a: calls.append(1) or
                         original(self, *a))
     if backend == "compile":      # compiling is the slow part; what runs it is the point here
-        monkeypatch.setattr(fast, "compiled_decode_frame", lambda: fast.decode_frame)
+        monkeypatch.setattr(fast, "compiled_depth_step", lambda device: ds.depth_step)
     codes = csm_nb.generate_codes(model, *mixed_prompt(tokenizer), max_frames=3, topk=1,
                                   backend=backend)
     assert codes.shape == (32, 3) and len(calls) == 3
@@ -106,14 +108,63 @@ def test_bad_backend(model, tokenizer):
 
 
 def test_whole_depth_loop_compiles_as_one_graph_and_matches_eager():
-    """fullgraph=True: the depth loop, sampling included, has no graph break and no host
-    sync; same noise -> same codes."""
+    """fullgraph=True: the unrolled loop, sampling included, has no graph break and no host
+    sync; same noise -> same codes. (The notebook compiles it this way; generate_codes'
+    compile backend compiles one step instead: below.)"""
     model = csm_nb.tiny_model(small_config(), device="cpu", seed=3)
     model.setup_caches(2)
     h = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
     noise = draw_noise((4, 2, 2051), torch.Generator().manual_seed(1))
-    compiled = torch.compile(decode_frame, fullgraph=True, dynamic=False)
+    graphs = []
+    compiled = torch.compile(decode_frame, fullgraph=True, dynamic=False,
+                             backend=lambda gm, inputs: graphs.append(gm) or gm.forward)
     with torch.inference_mode():
         eager_codes = decode_frame(model, h, 0.9, 50, noise)
         compiled_codes = compiled(model, h, 0.9, 50, noise)
-    assert torch.equal(eager_codes, compiled_codes)
+    assert torch.equal(eager_codes, compiled_codes) and len(graphs) == 1
+
+
+@pytest.mark.parametrize("batch, topk", [(1, 50), (2, 20), (2, 1)])
+def test_position_by_position_loop_is_the_same_math_as_decode_frame(model, batch, topk):
+    """depth_step with tensor positions (what is compiled), run eagerly: the same codes as the
+    unrolled loop with Python-int positions, sampled and greedy."""
+    cfg = model.config
+    model.setup_caches(batch)
+    h = torch.randn(batch, cfg.backbone.embed_dim, generator=torch.Generator().manual_seed(4))
+    positions = ds.position_tensors(cfg.num_codebooks, "cpu")
+    for seed in range(3):
+        noise = draw_noise((32, batch, 2051), torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            unrolled = decode_frame(model, h, 0.9, topk, noise)
+            stepped = ds.depth_loop(model, h, 0.9, topk, noise, positions)
+        assert stepped.shape == (batch, 32) and torch.equal(unrolled, stepped)
+
+
+def test_one_graph_serves_every_position(model):
+    """32 codebooks, 32 steps per frame, 3 frames: dynamo captures ONE graph (so compile time
+    does not grow with K), with no graph break (fullgraph=True) and no recompile."""
+    graphs = []
+    step = torch.compile(ds.depth_step, fullgraph=True, dynamic=False,
+                         backend=lambda gm, inputs: graphs.append(gm) or gm.forward)
+    model.setup_caches(1)
+    positions = ds.position_tensors(32, "cpu")
+    with torch.inference_mode():      # as generate_codes runs it: every input an inference tensor
+        h = torch.randn(1, model.config.backbone.embed_dim)
+        for seed in range(3):
+            noise = draw_noise((32, 1, 2051), torch.Generator().manual_seed(seed))
+            codes = ds.depth_loop(model, h, 0.9, 50, noise, positions, step)
+            assert torch.equal(codes, decode_frame(model, h, 0.9, 50, noise))
+    assert len(graphs) == 1
+
+
+def test_compiled_step_matches_eager_through_generate_codes():
+    """The real thing: Inductor (with the C++ wrapper on a CPU) through generate_codes'
+    compile backend, against eager, sampling with the same generator. Small config: the
+    graph is one decoder step, so this compiles in seconds."""
+    model = csm_nb.tiny_model(small_config(), device="cpu", seed=5)
+    tokens, mask = mixed_prompt(csm_nb.tiny_tokenizer(), num_codebooks=4, frames=3)
+    runs = {b: csm_nb.generate_codes(model, tokens, mask, max_frames=4, topk=20,
+                                     temperature=1.1, backend=b,
+                                     generator=torch.Generator().manual_seed(2))
+            for b in ("eager", "compile")}
+    assert runs["eager"].shape == (4, 4) and torch.equal(runs["eager"], runs["compile"])

@@ -250,3 +250,15 @@ def test_autocast_keeps_fp32_weights(batch):
     history = T.train(model, batch, steps=2, warmup=1, dtype=torch.bfloat16, progress=False)
     assert all(math.isfinite(x) for x in history.total)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_last_turn_only_learns_the_frames_after_the_last_text_row(tokenizer):
+    """Two turns of 5 and 3 frames: all 5 + 1 + 3 + 1 audio rows are targets (each turn ends
+    with its all-zero row), or only the last turn's 3 + 1; padding changes neither."""
+    model = csm_nb.CSM(T.toy_csm_config(num_codebooks=K, codebook_size=BINS))
+    rows = conversation_rows(tokenizer, [Segment(0, "Hi there.", codes=random_codes(5, 1)),
+                                         Segment(0, "Yes.", codes=random_codes(3, 2))], K)
+    short = conversation_rows(tokenizer, [Segment(1, "Ok", codes=random_codes(2, 3))], K)
+    tokens, mask = T.pad_batch([rows, short])
+    assert T.csm_loss(model, tokens, mask).frames == 10 + 3
+    assert T.csm_loss(model, tokens, mask, last_turn_only=True).frames == 4 + 3

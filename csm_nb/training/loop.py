@@ -58,7 +58,7 @@ def train(model: CSM, batches, steps: int, lr: float = 3e-3, warmup: int = 20,
           weight_decay: float = 0.0, grad_clip: float = 1.0, decoder_fraction: float = 1.0,
           freeze: tuple[str, ...] = (), device=None, dtype: torch.dtype | None = None,
           seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-          progress: bool = True) -> History:
+          progress: bool = True, last_turn_only: bool = False) -> History:
     """Train `model` for `steps` batches with AdamW; returns the History.
 
     batches: one (tokens, mask) pair (trained on again and again) or an iterable of them.
@@ -66,6 +66,7 @@ def train(model: CSM, batches, steps: int, lr: float = 3e-3, warmup: int = 20,
     ("text_embeddings",): CSM-1B's 262 M-parameter text table, or a toy's 16 M rows of which
     it reads a few dozen. device: where to train (default: the model's). dtype: autocast dtype
     of the forward pass (e.g. torch.bfloat16 on a GPU; None = no autocast).
+    last_turn_only: learn only each conversation's last turn (see csm_loss).
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +100,7 @@ def train(model: CSM, batches, steps: int, lr: float = 3e-3, warmup: int = 20,
                 group["lr"] = lr_at(step, steps, lr, warmup)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = csm_loss(model, tokens.to(device), mask.to(device), decoder_fraction,
-                                generator)
+                                generator, last_turn_only)
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             torch.nn.utils.clip_grad_norm_(trainable, grad_clip)

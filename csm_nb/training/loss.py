@@ -37,8 +37,14 @@ class CSMLoss(NamedTuple):
 
 
 def csm_loss(model: CSM, tokens: torch.Tensor, mask: torch.Tensor,
-             decoder_fraction: float = 1.0, generator: torch.Generator | None = None) -> CSMLoss:
-    """The CSM training loss of a batch of conversations, tokens/mask [B, S, K+1]."""
+             decoder_fraction: float = 1.0, generator: torch.Generator | None = None,
+             last_turn_only: bool = False) -> CSMLoss:
+    """The CSM training loss of a batch of conversations, tokens/mask [B, S, K+1].
+
+    last_turn_only: learn only the frames of each conversation's last turn (those after its
+    last text row). The first turn's frames have no earlier voice to follow, so they teach an
+    average voice; without them every target has a context voice to copy.
+    """
     cfg = model.config
     K, V = cfg.num_codebooks, cfg.audio_vocab_size
     check_rows(cfg, tokens, mask, "csm_loss")
@@ -50,6 +56,12 @@ def csm_loss(model: CSM, tokens: torch.Tensor, mask: torch.Tensor,
                          "authors use 1/16")
     h = model(tokens[:, :-1], mask[:, :-1])                            # [B, S-1, D]
     is_frame = mask[:, 1:, :K].all(-1)                                 # [B, S-1] next row audio
+    if last_turn_only:
+        text = mask[:, :, K]                                           # [B, S] text rows
+        S = mask.shape[1]
+        last_text = (text * torch.arange(S, device=mask.device)).amax(dim=1)        # [B]
+        after = torch.arange(1, S, device=mask.device)[None, :] > last_text[:, None]  # [B, S-1]
+        is_frame = is_frame & after
     h, codes = h[is_frame], tokens[:, 1:, :K][is_frame]                # [N, D], [N, K]
     N = codes.shape[0]
     if N == 0:

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 import csm_nb
-from csm_nb.speech.prompts import PROMPTS, STANDIN_FILE
+from csm_nb import data
+from csm_nb.speech.prompts import PROMPTS
 
 CSM_REPO, MIMI_REPO, TOKENIZER_MIRROR = ("sesame/csm-1b", "kyutai/moshiko-pytorch-bf16",
                                          "unsloth/Llama-3.2-1B")
@@ -100,7 +101,7 @@ def write_prompts(folder: Path) -> None:
     (the weights are random, so what the clip says does not matter; its format does)."""
     (folder / "prompts").mkdir(exist_ok=True)
     for name in PROMPTS:
-        shutil.copyfile(STANDIN_FILE, folder / "prompts" / f"{name}.wav")
+        shutil.copyfile(data.path("speech.wav"), folder / "prompts" / f"{name}.wav")
 
 
 def write_mimi(folder: Path, seed: int = 0) -> dict:

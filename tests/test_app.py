@@ -118,7 +118,7 @@ def test_mode_is_decided_without_loading_and_the_banner_says_why(monkeypatch, no
     monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
     assert app.decide_mode("tiny") == ("tiny", "asked for tiny (argument or $CSM_NB_MODE)")
     mode, why = app.decide_mode("auto")
-    assert mode == "tiny" and "HF_HUB_OFFLINE is set" in why
+    assert mode == "toy" and "HF_HUB_OFFLINE is set" in why
     assert "the audio is noise" in app.mode_banner("tiny", why) and why in app.mode_banner(
         "tiny", why)
     assert app.mode_banner("real", "a GPU is present").startswith("**Real weights**")

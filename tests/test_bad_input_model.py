@@ -144,7 +144,7 @@ def test_bad_audio_rows(codes, error, match):
 
 @pytest.mark.parametrize("mode", ["fast", "", 3])
 def test_bad_mode(mode):
-    with pytest.raises(ValueError, match="is not a mode; use one of real, tiny, auto"):
+    with pytest.raises(ValueError, match="is not a mode; use one of real, toy, tiny, auto"):
         csm_nb.load_model(mode=mode or "nope")
 
 

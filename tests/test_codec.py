@@ -230,7 +230,7 @@ def test_offline_and_not_cached_says_how_to_fix(tmp_path, tiny_structure, monkey
         load_codec("real", device="cpu")
     assert "huggingface-cli download" in str(err.value) and "offline" in str(err.value)
     codec = load_codec("auto", device="cpu")                   # falls back, loudly
-    assert codec.mode == "tiny" and "TINY MODE" in capsys.readouterr().err
+    assert codec.mode == "toy" and "TOY MODE" in capsys.readouterr().err
 
 
 def test_bad_sources(tmp_path, tiny_structure):

@@ -6,6 +6,7 @@ back to the offline mode with a banner that names the missing piece. CUDA's pres
 """
 
 import huggingface_hub
+import huggingface_hub.constants
 import pytest
 import torch
 

@@ -83,10 +83,10 @@ def test_unreachable_hub_real_says_how_and_auto_falls_back(offline, monkeypatch,
     assert "CSM_NB_WEIGHTS" in str(err.value) and "huggingface-cli download" in str(err.value)
     model, mode = csm_nb.load_model("auto", device="cpu")
     banner = capsys.readouterr().err
-    assert mode == "tiny" and model.config == csm_nb.CSMConfig.tiny()
-    assert "TINY MODE for the CSM model" in banner and "cannot be reached" in banner
+    assert mode == "toy" and model.config.num_codebooks == 8          # the shipped toy CSM
+    assert "TOY MODE for the CSM model" in banner and "cannot be reached" in banner
     assert csm_nb.load_tokenizer(mode="auto").token_to_id("<|begin_of_text|>") == 128_000
-    assert "TINY MODE for the tokenizer" in capsys.readouterr().err
+    assert "TOY MODE for the tokenizer" in capsys.readouterr().err
     with pytest.raises(C.MimiUnavailable, match="the hub cannot be reached"):
         load_codec("real", device="cpu")
 
@@ -104,7 +104,7 @@ def test_hub_errors_without_a_friendly_type_still_say_what_to_do(offline, monkey
     gpu_with_token(monkeypatch)
     with pytest.raises(OSError, match="503 Server Error.*CSM_NB_WEIGHTS"):
         csm_nb.from_pretrained("sesame/csm-1b", device="cpu")
-    assert csm_nb.load_model("auto", device="cpu")[1] == "tiny"
+    assert csm_nb.load_model("auto", device="cpu")[1] == "toy"
     assert "503 Server Error" in capsys.readouterr().err
 
 
@@ -130,7 +130,7 @@ def test_gated_repo_without_a_token(offline, monkeypatch, capsys):
 
     model, mode = csm_nb.load_model("auto", device="cpu")
     banner = capsys.readouterr().err
-    assert mode == "tiny" and "is gated and this machine has no access" in banner
+    assert mode == "toy" and "is gated and this machine has no access" in banner
     assert "https://huggingface.co/sesame/csm-1b" in banner
     tok = csm_nb.load_tokenizer(mode="real")
     assert asked[-2:] == ["sesame/csm-1b", "unsloth/Llama-3.2-1B"]
@@ -164,7 +164,7 @@ def test_auto_with_broken_local_weights_says_so_and_wrong_sizes_are_not_hidden(
     folder = micro_repo(offline / "m")
     monkeypatch.setenv("CSM_NB_WEIGHTS", str(folder))
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    assert csm_nb.load_model("auto", device="cpu")[1] == "tiny"
+    assert csm_nb.load_model("auto", device="cpu")[1] == "toy"
     assert "truncated or corrupted" in capsys.readouterr().err
     micro_repo(folder)                                # good weights again, then a wrong size:
     (folder / "config.json").write_text(json.dumps(hf_config_json(csm_nb.CSMConfig.tiny())))
@@ -178,7 +178,7 @@ def test_truncated_mimi_checkpoint(offline, tiny_mimi_structure, capsys):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(C.MimiUnavailable, match="truncated or corrupted"):
         load_codec("real", device="cpu", source=path)
-    assert load_codec("auto", device="cpu", source=path).mode == "tiny"
+    assert load_codec("auto", device="cpu", source=path).mode == "toy"
     assert "truncated or corrupted" in capsys.readouterr().err
 
 
@@ -425,12 +425,12 @@ def fake_cache_with_weights(root):
 
 
 @pytest.mark.parametrize("setup, verdict, reason", [
-    ("weights", "REAL weights", "holds model.safetensors"),
-    ("empty-folder", "TINY random models", "has no model.safetensors"),
-    ("offline", "TINY random models", "HF_HUB_OFFLINE is set and sesame/csm-1b is not in"),
-    ("cached", "REAL weights", "sesame/csm-1b is in the Hugging Face cache"),
-    ("online-cpu", "TINY random models", "no GPU: CSM-1B would take minutes"),
-    ("asked", "TINY random models", "asked for tiny"),
+    ("weights", "REAL", "holds model.safetensors"),
+    ("empty-folder", "TOY", "has no model.safetensors"),
+    ("offline", "TOY", "HF_HUB_OFFLINE is set and sesame/csm-1b is not in"),
+    ("cached", "REAL", "sesame/csm-1b is in the Hugging Face cache"),
+    ("online-cpu", "TOY", "no GPU: CSM-1B would take minutes"),
+    ("asked", "TINY", "asked for tiny"),
 ])
 def test_auto_banner_says_which_weights_and_why(offline, monkeypatch, capsys, setup, verdict,
                                                reason):
@@ -449,18 +449,19 @@ def test_auto_banner_says_which_weights_and_why(offline, monkeypatch, capsys, se
         mode = "tiny"
     chosen = notebook_mode(mode)
     out = capsys.readouterr().out
-    assert chosen == ("real" if verdict.startswith("REAL") else "tiny")
-    assert out.startswith(f"csm_nb mode: {verdict}") and reason in out
-    if chosen == "tiny":
-        assert "the audio the models make is noise" in out
+    assert chosen == verdict.lower()
+    assert out.startswith(f"csm_nb mode: {verdict} on cpu: ") and reason in out
+    said = {"real": "the official CSM-1B weights", "toy": "it speaks, robotically",
+            "tiny": "the audio is noise"}
+    assert said[chosen] in out
 
 
 def test_auto_generator_falls_back_loudly_and_consistently(offline, capsys):
     gen = load_generator("auto", device="cpu")
     err = capsys.readouterr().err
-    assert gen.mode == "tiny" and gen.codec.mode == "tiny"
-    assert err.count("TINY MODE") == 1, "one banner for one decision"
-    assert "TINY MODE for the CSM model" in err
+    assert gen.mode == "toy" and gen.codec.mode == "toy"
+    assert err.count("TOY MODE") == 1, "one banner for one decision"
+    assert "TOY MODE for the CSM model" in err
     assert "Why: offline: $HF_HUB_OFFLINE is set and sesame/csm-1b is not in the local cache" in err
 
 
@@ -478,5 +479,5 @@ def test_auto_with_every_weight_local_is_real(offline, monkeypatch, tiny_mimi_st
     assert notebook_mode() == "real"
     gen = load_generator("auto", device="cpu")
     assert (gen.mode, gen.codec.mode) == ("real", "real")
-    assert "mode='real'" in repr(gen) and "TINY" not in capsys.readouterr().err
+    assert "mode='real'" in repr(gen) and "MODE" not in capsys.readouterr().err
     assert gen.generate("Hi", 0, max_audio_length_ms=80, seed=0, progress=False).shape == (SPF,)

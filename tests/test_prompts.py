@@ -1,4 +1,5 @@
-"""csm_nb.speech.prompts: the six demo prompts, real loading (faked hub), labelled stand-ins."""
+"""csm_nb.speech.prompts: the six demo prompts, real loading (faked hub, local copy), the toy
+voices that stand in for them offline."""
 
 import numpy as np
 import pytest
@@ -35,26 +36,34 @@ def test_six_prompts_with_the_reference_transcripts():
 def test_unknown_prompt_name_suggests_the_closest():
     with pytest.raises(ValueError, match="Did you mean 'read_speech_a'"):
         prompts.load_prompt("read_speach_a", mode="tiny")
-    with pytest.raises(ValueError, match="the six are"):
+    with pytest.raises(ValueError, match="the six official ones are.*the toy voices: toy_A"):
         prompts.prompt_info("maya")
     with pytest.raises(TypeError):
         prompts.prompt_info(3)
 
 
-def test_tiny_mode_gives_the_shipped_clip_labelled():
-    seg = prompts.load_prompt("conversational_b", speaker=1, mode="tiny")
-    assert isinstance(seg, Segment) and seg.speaker == 1
-    assert "stand-in" in seg.label and seg.label.startswith("conversational_b")
-    assert seg.text == prompts.STANDIN_TRANSCRIPT, "a stand-in carries its own transcript"
-    assert seg.sample_rate == 24_000 and seg.duration == pytest.approx(4.68, abs=0.01)
+@pytest.mark.parametrize("mode", ["tiny", "toy"])
+def test_offline_each_official_prompt_is_played_by_its_own_toy_voice(mode):
+    segs = {name: prompts.load_prompt(name, speaker=1, mode=mode) for name in prompts.PROMPTS}
+    for name, seg in segs.items():
+        voice = prompts.toy_voices()[f"toy_{prompts.STANDS_IN_FOR[name]}"]
+        assert isinstance(seg, Segment) and seg.speaker == 1 and seg.sample_rate == 24_000
+        assert seg.label == f"{name} (stand-in: toy voice {voice.voice}, {voice.description})"
+        assert seg.text == voice.transcript, "a stand-in carries its own transcript"
+        assert 1.0 < seg.duration < 3.0
+    a, b = segs["conversational_a"].audio, segs["conversational_b"].audio
+    assert a.shape != b.shape or not torch.equal(a, b), "two speakers, two different voices"
 
 
-def test_synthetic_stand_in_when_no_clip(tmp_path):
-    seg = prompts.standin_prompt("read_speech_b", 0, path=tmp_path / "missing.wav")
-    assert seg.label == "read_speech_b (stand-in: synthetic hum)"
-    assert seg.audio.shape == (72_000,) and seg.audio.abs().max() <= 0.3 + 1e-6
-    again = prompts.standin_prompt("read_speech_b", 0, path=tmp_path / "missing.wav")
-    assert torch.equal(seg.audio, again.audio), "deterministic"
+def test_toy_voices_by_name_in_any_mode():
+    assert prompts.prompt_names("toy") == ["toy_A", "toy_B", "toy_C", "toy_D", "toy_E",
+                                           "toy_F", "toy_H"]
+    assert prompts.prompt_names("real") == list(prompts.PROMPTS)
+    held_out = [v for v in prompts.toy_voices().values() if v.held_out]
+    assert [v.name for v in held_out] == ["toy_H"]
+    seg = prompts.load_prompt("toy_H", speaker=0, mode="real")      # no hub needed for it
+    assert seg.label == "toy_H (American man, held out of training)"
+    assert prompts.prompt_info("toy_H").transcript == seg.text
 
 
 def _fake_hub(monkeypatch, tmp_path, rate, channels):
@@ -86,5 +95,20 @@ def test_real_mode_offline_raises_and_auto_stands_in(monkeypatch, capsys):
     with pytest.raises(OSError, match="local cache"):
         prompts.load_prompt("read_speech_a", mode="real")
     seg = prompts.load_prompt("read_speech_a", mode="auto")
-    assert "stand-in" in seg.label
-    assert "TINY MODE for the demo prompt read_speech_a" in capsys.readouterr().err
+    assert seg.label.startswith("read_speech_a (stand-in: toy voice C")
+    assert "TOY MODE for the demo prompt read_speech_a" in capsys.readouterr().err
+
+
+def test_real_mode_reads_the_prompts_of_a_local_copy_first(monkeypatch, tmp_path):
+    folder = tmp_path / "csm-1b"
+    (folder / "prompts").mkdir(parents=True)
+    t = np.arange(24_000) / 24_000
+    soundfile.write(folder / "prompts" / "read_speech_b.wav", 0.1 * np.sin(2 * np.pi * 200 * t),
+                    24_000, subtype="PCM_16")
+    monkeypatch.setenv("CSM_NB_WEIGHTS", str(folder))
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked although the folder has the file")
+    monkeypatch.setattr(csm_nb.loading.hub, "hub_file", no_hub)
+    seg = prompts.load_prompt("read_speech_b", mode="real")
+    assert seg.label == "read_speech_b" and seg.audio.shape == (24_000,)

@@ -131,7 +131,7 @@ def test_a_pickle_dressed_as_weights_never_runs(tmp_path, monkeypatch):
         csm_nb.from_pretrained(str(folder), device="cpu")
     monkeypatch.setenv("CSM_NB_WEIGHTS", str(folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert csm_nb.load_model("auto", device="cpu")[1] == "tiny"
+    assert csm_nb.load_model("auto", device="cpu")[1] == "toy"
     with pytest.raises(C.MimiUnavailable, match="not a readable safetensors file"):
         load_codec("real", device="cpu", source=folder / "model.safetensors")
     with pytest.raises(ValueError, match="never unpickles"):
@@ -172,7 +172,7 @@ def test_prompt_specs_with_code_are_words_or_refused(tmp_path, capsys):
     out = tmp_path / "x.wav"
     argv = ["-o", str(out), "--mode", "tiny", "--quiet"]
     assert main(["say", "Hi", "--prompt", code, *argv]) == 2
-    assert "no demo prompt named" in capsys.readouterr().err
+    assert "no prompt named" in capsys.readouterr().err
     assert main(["say", "Hi", "--prompt", f"{fake_audio} | {code}", *argv]) == 2
     assert "is not an audio file" in capsys.readouterr().err
     assert not marker.exists() and not out.exists()

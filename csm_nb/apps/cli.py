@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..loading.modes import MODES
 from ..speech.segment import MAX_SPEAKER, Segment, check_speaker, max_frames
 from . import USER_ERRORS
 
@@ -132,8 +133,9 @@ def _generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--topk", type=int, default=50)
     parser.add_argument("--seed", type=int, default=None, help="reproducible sampling")
-    parser.add_argument("--mode", choices=("real", "tiny", "auto"), default=None,
-                        help="weights: real, tiny (random) or auto (default: $CSM_NB_MODE, "
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="weights: real, toy (shipped, speaks offline), tiny (random) or auto "
+                             "(default: $CSM_NB_MODE, "
                              "else auto)")
     parser.add_argument("--device", default=None, help="e.g. cuda or cpu (default: best)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..audio.signal import to_pcm16
 from ..core.config import FRAME_MS
-from ..loading.modes import decide_mode, resolve_mode
+from ..loading.modes import MODES, WHAT, decide_mode, resolve_mode
 from ..speech.budget import ContextTrimmed
 from ..speech.prompts import load_prompt, prompt_info, prompt_names
 from ..speech.segment import Segment
@@ -39,10 +39,17 @@ from . import USER_ERRORS
 MAX_CHARS = 2000          # the Space refuses conversation + both transcripts at >= 2000 chars
 MAX_TURNS = 20            # the Space's text area has 20 lines; the page has one player per turn
 MAX_SECONDS = 30.0        # the Space's cap per line (max_audio_length_ms=30_000)
-DEFAULT_SECONDS = {"real": 10.0, "tiny": 2.0}   # tiny models only make noise: keep it short
+# Per mode, the slider's start: toy lines are short sentences; tiny models only make noise.
+DEFAULT_SECONDS = {"real": 10.0, "toy": 4.0, "tiny": 2.0}
 MAX_SEED = 2**32 - 1 - MAX_TURNS   # turn i uses seed + i
 SPEAKERS = "AB"           # speaker ids 0 and 1, as in the Space
-DEFAULT_PROMPTS = ("conversational_a", "conversational_b")
+DEFAULT_PROMPTS = ("conversational_a", "conversational_b")     # the Space's
+
+
+def default_prompts(mode: str) -> tuple[str, str]:
+    """Speakers A and B's voices when the page opens: the Space's, or in toy mode (whose
+    dropdown lists the toy voices) the two that stand in for them."""
+    return ("toy_A", "toy_B") if mode == "toy" else DEFAULT_PROMPTS
 DEFAULT_CONVERSATION = "\n".join([    # the Space's example
     "Hey how are you doing.", "Pretty good, pretty good.",
     "I'm great, so happy to be speaking to you.", "Me too, this is some cool stuff huh?",
@@ -151,7 +158,7 @@ class Demo:
     def warm_up(self) -> None:
         """Load the generator and encode the default prompts now: the first click is quick."""
         gen = self.get_generator()
-        for speaker, name in enumerate(DEFAULT_PROMPTS):
+        for speaker, name in enumerate(default_prompts(self.mode)):
             try:
                 gen.encode(self.voice(speaker, name, None, None))
             except OSError as err:     # e.g. the gated prompts without a token: a click will say
@@ -193,9 +200,10 @@ class Demo:
 def mode_banner(mode: str, reason: str) -> str:
     if mode == "real":
         return f"**Real weights** (sesame/csm-1b): {reason}."
-    return (f"**Tiny mode: small random models, so the audio is noise.** Why: {reason}. "
-            "Everything else works as with the real weights; the official prompts are "
-            "replaced by a labelled stand-in clip.")
+    voices = {"toy": "the voices are the toy voices it was trained on",
+              "tiny": "each official prompt is played by a toy voice, labelled"}[mode]
+    return (f"**{mode.capitalize()} mode: {WHAT[mode]}.** Why: {reason}. Everything else works "
+            f"as with the real weights; {voices}.")
 
 
 def pcm(segment: Segment) -> tuple[int, np.ndarray] | None:
@@ -208,7 +216,8 @@ def summary(n: int, turns: list[Segment], prompts: list[Segment], seconds: float
     audio_s = sum(t.duration for t in turns)
     text = (f"**Conversation #{n} done**: {len(turns)} turn{'s' * (len(turns) != 1)}, "
             f"{audio_s:.2f} s of audio, made "
-            f"in {seconds:.1f} s" + (" (tiny mode: noise)." if mode == "tiny" else ".") +
+            f"in {seconds:.1f} s" + {"tiny": " (tiny mode: noise).", "toy": " (toy mode)."}.get(
+                mode, ".") +
             " Voices: " + ", ".join(f"{SPEAKERS[p.speaker]} = {p.label}" for p in prompts) + ".")
     return "\n".join([text] + [f"- {note}" for note in notes])
 
@@ -231,7 +240,7 @@ _INTRO = ("# CSM-1B: a conversation in two voices\nPick a voice prompt for speak
 
 def build_app(generator=None, mode: str | None = None, max_seconds: float | None = None):
     """The Gradio Blocks (not launched). generator: a csm_nb Generator, or None to load one on
-    the first click (mode: real | tiny | auto, decided now without loading anything)."""
+    the first click (mode: real | toy | tiny | auto, decided now without loading anything)."""
     return _blocks(Demo(generator, mode), max_seconds)
 
 
@@ -247,10 +256,10 @@ def _blocks(demo: Demo, max_seconds: float | None):
         gr.Markdown(mode_banner(demo.mode, demo.reason), elem_id="mode-banner")
         voices = []
         with gr.Row():
-            for speaker, default in enumerate(DEFAULT_PROMPTS):
+            for speaker, default in enumerate(default_prompts(demo.mode)):
                 who = SPEAKERS[speaker]
                 with gr.Column():
-                    choice = gr.Dropdown(prompt_names(), value=default, elem_id=f"prompt-{who}",
+                    choice = gr.Dropdown(prompt_names(demo.mode), value=default, elem_id=f"prompt-{who}",
                                          label=f"Speaker {who}: voice prompt")
                     said = gr.Textbox(prompt_info(default).transcript, lines=3, max_lines=3,
                                       interactive=False, label="What the prompt says")
@@ -329,7 +338,7 @@ def _blocks(demo: Demo, max_seconds: float | None):
 def launch(share: bool = False, server_name: str | None = "127.0.0.1",
            server_port: int | None = None, mode: str | None = None, *, device=None,
            max_seconds: float | None = None, **kwargs):
-    """Load the generator (real or tiny, decided as the notebooks do), build the page and
+    """Load the generator (real, toy or tiny, decided as the notebooks do), build the page and
     serve it; returns the Blocks (`.close()` stops it). share=True adds a public
     *.gradio.live link (Colab). Other keyword arguments go to gradio's Blocks.launch."""
     if max_seconds is not None:
@@ -350,11 +359,11 @@ def main(argv=None) -> int:
                         help="address to serve on (default 127.0.0.1; 0.0.0.0 for a LAN)")
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the next free")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
-    parser.add_argument("--mode", choices=("real", "tiny", "auto"), default=None,
+    parser.add_argument("--mode", choices=MODES, default=None,
                         help="weights (default: $CSM_NB_MODE, else auto)")
     parser.add_argument("--device", default=None, help="e.g. cuda or cpu (default: best)")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="the slider's starting value (default: 10 real, 2 tiny)")
+                        help="the slider's starting value (default: 10 real, 4 toy, 2 tiny)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)   # `demo -- --port 1`
     try:

@@ -7,7 +7,9 @@
           folder / .safetensors file (argument `source=` or $CSM_NB_MIMI). Never unpickled.
     tiny  a small random Mimi of the same structure (same ratios, 12.5 Hz, 1920 samples per
           frame, 32 codebooks of 2048 bins), seeded; its codes vary, its audio is noise.
-    auto  real if it can be had, else tiny with csm_nb.loading.modes.banner().
+    toy   the toy codec shipped with the package (RVQ over log-mel, audio/toy_codec.py), which
+          the toy CSM speaks in: 8 levels of 128 codes at Mimi's 12.5 Hz
+    auto  real if it can be had, else toy, with csm_nb.loading.modes.banner().
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .. import env
 from ..loading import modes
 from ..loading.hub import hub_file
 from .mimi import NUM_CODEBOOKS, Codec, MimiUnavailable, _eager
+from .toy_codec import ToyCodec
 
 # tiny mode: moshi's own config, narrowed. Ratios [8, 6, 5, 4], frame rate 12.5, 32 x 2048
 # codebooks are kept from moshi's dict so the codes fit CSM; only widths and depths shrink.
@@ -152,7 +155,8 @@ def load_real_mimi(path: Path, device="cpu"):
 
 def load_codec(mode: str | None = None, device=None, dtype=None,
                source: str | os.PathLike | None = None, seed: int = 0) -> "Codec":
-    """Mimi with 32 codebooks. mode: "real" | "tiny" | "auto" (None: $CSM_NB_MODE, else auto).
+    """The codec of a mode: Mimi with 32 codebooks (real, tiny), the toy codec (toy); "auto"
+    (None: $CSM_NB_MODE, else auto) = real Mimi if it can be had, else toy.
 
     device: None = csm_nb's default (CUDA, MPS, CPU); dtype: None = float32 for real Mimi (it
     stays fp32 in CSM), float64 for tiny (see _fill_codebooks); source: a folder or
@@ -161,7 +165,7 @@ def load_codec(mode: str | None = None, device=None, dtype=None,
     mode = modes.resolve_mode(mode)
     device = modes.resolve_device(device)
     real_dtype, tiny_dtype = (_codec_dtype(dtype, device, tiny) for tiny in (False, True))
-    if mode == "tiny" and source is not None:
+    if mode in ("toy", "tiny") and source is not None:
         raise ValueError(f"source={str(source)!r} is only read in real or auto mode; drop it, "
                          "or pass mode='real'")
     if mode in ("real", "auto"):
@@ -171,9 +175,21 @@ def load_codec(mode: str | None = None, device=None, dtype=None,
         except MimiUnavailable as err:
             if mode == "real":
                 raise
-            modes.banner("Mimi (the codec)", str(err))
+            modes.banner("the codec", str(err))
+            mode = modes.OFFLINE_MODE
+    if mode == "toy":
+        return toy_codec()
     mimi = build_random_mimi(tiny_mimi_config(), seed=seed, device=device).to(tiny_dtype)
     return Codec(mimi, "tiny", origin=f"random, seed {seed}")
+
+
+TOY_CODEC = "toy/toy_codec.safetensors"          # under csm_nb/data
+
+
+def toy_codec() -> ToyCodec:
+    """The toy codec shipped with the package (fitted on the toy corpus; CPU, float32)."""
+    from .. import data
+    return ToyCodec.load(data.path(TOY_CODEC))
 
 
 def _codec_dtype(dtype, device: torch.device, tiny: bool) -> torch.dtype:

@@ -21,6 +21,7 @@ Shapes: T samples, F frames, K levels, N centroids per level, D = hops x mels pe
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 
 import numpy as np
@@ -142,6 +143,43 @@ class ToyCodec:
         if codes.dim() == 3:
             return torch.stack([self.decode(c, num_codebooks) for c in codes])
         return self.features_to_audio(self.dequantize(codes, num_codebooks))
+
+    def stream(self, num_codebooks: int | None = None) -> "ToyCodecStream":
+        """Chunk-by-chunk decoding, as Codec.stream: each chunk is decoded on its own (Griffin-
+        Lim has no state to carry), so chunk edges can click; the lengths are exact."""
+        self._levels(num_codebooks)
+        return ToyCodecStream(self, num_codebooks)
+
+    # ---- saving and loading ----------------------------------------------------------------
+
+    _SETTINGS = ("n_mels", "hops_per_frame", "griffin_lim_iters", "num_codebooks",
+                 "codebook_size", "floor_db", "seed", "sample_rate", "frame_rate")
+
+    def save(self, path, dtype: torch.dtype = torch.float16) -> None:
+        """Centroids as safetensors (float16 keeps them to ~0.03 dB, far below the codec's own
+        error) with the settings that rebuild the codec as metadata. Never a pickle."""
+        from safetensors.torch import save_file
+        self._check_fitted()
+        meta = {k: json.dumps(getattr(self, k)) for k in self._SETTINGS}
+        save_file({"codebooks": self.codebooks.to(dtype).contiguous()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path) -> ToyCodec:
+        """A codec saved by `save`."""
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+            books = f.get_tensor("codebooks").float()
+        codec = cls(n_mels=meta["n_mels"], hops_per_frame=meta["hops_per_frame"],
+                    griffin_lim_iters=meta["griffin_lim_iters"])
+        if (codec.sample_rate, codec.frame_rate) != (meta["sample_rate"], meta["frame_rate"]):
+            raise ValueError(f"{path}: a codec for {meta['sample_rate']} Hz at "
+                             f"{meta['frame_rate']} frames/s; this csm_nb uses "
+                             f"{codec.sample_rate} Hz at {codec.frame_rate}")
+        codec.codebooks = books
+        codec.num_codebooks, codec.codebook_size = books.shape[0], books.shape[1]
+        codec.floor_db, codec.seed = meta["floor_db"], meta["seed"]
+        return codec
 
     # ---- the two halves ------------------------------------------------------------------
 
@@ -291,3 +329,13 @@ class ToyCodec:
         spec = torch.stft(x, self.n_fft, self.hop, window=window, return_complex=True)
         mel = self.mel_filters.T @ spec.abs().pow(2)                          # [mels, hops]
         return (10 * torch.log10(mel.clamp(min=1e-10))).T
+
+
+class ToyCodecStream:
+    """What a stream of frames needs from a codec: decode(codes [K, f]) -> audio [f * 1920]."""
+
+    def __init__(self, codec: ToyCodec, num_codebooks: int | None = None):
+        self.codec, self.num_codebooks = codec, num_codebooks
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.codec.decode(codes, self.num_codebooks)

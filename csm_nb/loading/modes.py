@@ -1,4 +1,11 @@
-"""The mode switch (`real` | `tiny` | `auto`), default device and dtype, and the banner.
+"""The mode switch, default device and dtype, and the banner.
+
+    real  the official CSM-1B weights (gated on the hub, or a local folder), Mimi, Llama-3.2
+    toy   a small CSM, a toy codec and a byte tokenizer trained by this project on synthetic
+          (espeak-ng) speech and shipped with the package: it speaks, robotically, on any CPU
+    tiny  small random models of the official structure (seeded): every shape is real, the
+          audio is noise; for tests and structure lessons
+    auto  real when the weights are within reach, else toy, with a banner saying why
 
 Everything here reads the environment when it is called, never at import, so a notebook
 cell that sets `os.environ["CSM_NB_MODE"] = "tiny"` takes effect on the next call.
@@ -13,13 +20,18 @@ import torch
 
 from .. import env
 
-MODES = ("real", "tiny", "auto")
-OFFLINE_MODE = "tiny"             # what `auto` falls back to when the real weights are out of reach
+MODES = ("real", "toy", "tiny", "auto")
+OFFLINE_MODE = "toy"              # what `auto` falls back to when the real weights are out of reach
+WHAT = {"real": "the official CSM-1B weights",
+        "toy": "the toy CSM trained by this project on synthetic (espeak-ng) speech: it speaks, "
+               "robotically, a few hundred words; not CSM-1B's voice or quality",
+        "tiny": "small RANDOM models of CSM-1B's structure: every shape is real, the audio is "
+                "noise"}
 MODE_ENV, WEIGHTS_ENV, MIMI_ENV = env.MODE, env.WEIGHTS, env.MIMI
 
 
 def resolve_mode(mode: str | None = None) -> str:
-    """Return "real", "tiny" or "auto": the argument, else $CSM_NB_MODE, else "auto"."""
+    """Return "real", "toy", "tiny" or "auto": the argument, else $CSM_NB_MODE, else "auto"."""
     if mode is None:
         mode = (env.text(MODE_ENV) or "auto").lower()
         source = f"${MODE_ENV}"
@@ -27,8 +39,8 @@ def resolve_mode(mode: str | None = None) -> str:
         source = "mode"
     if not isinstance(mode, str) or mode.lower() not in MODES:
         raise ValueError(f"{source}={mode!r} is not a mode; use one of {', '.join(MODES)} "
-                         "(real = official weights, tiny = small random models, "
-                         "auto = real if reachable, else tiny)")
+                         "(real = official weights, toy = the small CSM shipped with csm_nb, "
+                         "tiny = small random models, auto = real if reachable, else toy)")
     return mode.lower()
 
 
@@ -87,13 +99,12 @@ def resolve_dtype(dtype, device) -> torch.dtype:
     return dtype
 
 
-def banner(what: str, reason: str) -> str:
-    """The loud message `auto` prints when it falls back to tiny random weights."""
+def banner(what: str, reason: str, mode: str = OFFLINE_MODE) -> str:
+    """The loud message `auto` prints when it falls back to the offline mode."""
     line = "=" * 78
-    text = (f"{line}\n csm_nb: TINY MODE for {what}: small RANDOM weights, the audio will be "
-            f"noise.\n Why: {reason}\n For real speech: run on a GPU with access to the "
-            f"official weights\n (see the README), or set ${MODE_ENV}=tiny to silence this.\n"
-            f"{line}")
+    text = (f"{line}\n csm_nb: {mode.upper()} MODE for {what}: {WHAT[mode]}.\n Why: {reason}\n"
+            f" For CSM-1B itself: run on a GPU with access to the official weights (see the\n"
+            f" README), or set ${MODE_ENV}={mode} to silence this.\n{line}")
     print(text, file=sys.stderr)
     return text
 
@@ -160,9 +171,5 @@ def notebook_mode(mode: str | None = None) -> str:
     """Decide the mode for a whole notebook and print one line saying which and why."""
     mode, reason = decide_mode(mode)
     device = default_device()
-    if mode == "real":
-        print(f"csm_nb mode: REAL weights on {device} ({reason}).")
-    else:
-        print(f"csm_nb mode: TINY random models on {device} ({reason}). Everything runs, "
-              "but the audio the models make is noise; the lessons hold all the same.")
+    print(f"csm_nb mode: {mode.upper()} on {device}: {WHAT[mode]} ({reason}).")
     return mode

@@ -16,6 +16,7 @@ from .modes import CSM_REPO, resolve_mode
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 BOS_ID, EOS_ID = 128_000, 128_001
+BYTE_IDS = 256                                # the byte tokenizer's ids 0..255 are bytes
 TOKENIZER_MIRROR = "unsloth/Llama-3.2-1B"     # ungated copy of the same tokenizer
 
 def with_csm_template(tokenizer):
@@ -50,7 +51,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 def tiny_tokenizer(vocab_size: int = CSMConfig.text_vocab_size):
     """A byte-level tokenizer with Llama-3's special ids, built without any download.
 
-    Id b (0..255) is byte b; ids up to BOS_ID are unused fillers; BOS_ID, EOS_ID and the rest
+    Id b (0..BYTE_IDS-1) is byte b; ids up to BOS_ID are unused fillers; BOS_ID, EOS_ID and the rest
     of the 256 specials sit where Llama-3 has them. So "[0]Hi" -> 128000, 91, 48, 93, 72,
     105, 128001: the same rows and template as the real tokenizer, only with more tokens.
     """
@@ -72,7 +73,8 @@ def tiny_tokenizer(vocab_size: int = CSMConfig.text_vocab_size):
 
 
 def load_tokenizer(source: str | None = None, mode: str | None = None, token=None):
-    """The text tokenizer: `tiny` builds one offline; `real` loads tokenizer.json.
+    """The text tokenizer: `toy` and `tiny` build the byte tokenizer offline; `real` loads
+    Llama-3.2's tokenizer.json.
 
     source: a local folder or file, or a hub repo id (default: $CSM_NB_WEIGHTS, else the
     checkpoint repo, which ships the Llama-3.2 tokenizer, else the ungated mirror).
@@ -80,7 +82,7 @@ def load_tokenizer(source: str | None = None, mode: str | None = None, token=Non
     from tokenizers import Tokenizer
 
     mode = resolve_mode(mode)
-    if mode == "tiny":
+    if mode in ("toy", "tiny"):
         return tiny_tokenizer()
     source = source or env.text(env.WEIGHTS)
     candidates = [source] if source else [CSM_REPO, TOKENIZER_MIRROR]

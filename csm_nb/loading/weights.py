@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 
@@ -124,9 +124,68 @@ def tiny_model(config: CSMConfig | None = None, device=None, dtype=None, seed: i
     return model.to(device=device, dtype=dtype).eval()
 
 
+# ---- the toy CSM shipped with the package ------------------------------------------------
+
+TOY_MODEL = "toy/toy_csm.safetensors"       # under csm_nb/data
+
+
+def save_toy_model(model: CSM, path, extra: dict | None = None) -> None:
+    """Weights as safetensors with the config as metadata. The text table keeps Llama-3's
+    128,256 rows (so BOS/EOS keep their ids), but the toy's byte tokenizer reads only the
+    258 rows of bytes, BOS and EOS: only those are stored (the full table would be most of
+    the file). `extra`: more metadata (JSON-able), e.g. how it was trained."""
+    from safetensors.torch import save_file
+
+    from .tokenizer import BOS_ID, BYTE_IDS, EOS_ID
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    ids = torch.cat([torch.arange(BYTE_IDS), torch.tensor([BOS_ID, EOS_ID])])
+    state["text_embeddings.weight"] = state["text_embeddings.weight"][ids].contiguous()
+    state["text_embeddings.ids"] = ids
+    c = model.config
+    meta = {"config": json.dumps({"backbone": asdict(c.backbone), "decoder": asdict(c.decoder),
+                                  **{k: getattr(c, k) for k in _TOP_FIELDS}})}
+    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    save_file(state, str(path), metadata=meta)
+
+
+def toy_model(device=None, dtype=None, path=None) -> CSM:
+    """The toy CSM saved by `save_toy_model` (default: the one shipped in csm_nb/data)."""
+    from safetensors import SafetensorError, safe_open
+
+    from .. import data
+    path = path or data.path(TOY_MODEL)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            fields = json.loads(f.metadata()["config"])
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, KeyError) as err:
+        raise OSError(f"{path} is not a toy CSM saved by save_toy_model ({err}); reinstall "
+                      "csm_nb, or rebuild it with `make toy-model`") from err
+    config = CSMConfig(backbone=LlamaConfig(**fields.pop("backbone")),
+                       decoder=LlamaConfig(**fields.pop("decoder")), **fields)
+    ids, rows = state.pop("text_embeddings.ids"), state.pop("text_embeddings.weight")
+    table = torch.zeros(config.text_vocab_size, rows.shape[1])       # unread rows stay 0
+    table[ids] = rows.float()
+    state["text_embeddings.weight"] = table
+    model = CSM(config)
+    model.load_state_dict(state)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+_TOP_FIELDS = ("text_vocab_size", "audio_vocab_size", "num_codebooks", "sample_rate",
+               "frame_rate")
+
+
+def offline_model(mode: str, device=None, dtype=None) -> CSM:
+    """The model of an offline mode: the shipped toy CSM, or tiny random weights."""
+    return toy_model(device, dtype) if mode == "toy" else tiny_model(device=device, dtype=dtype)
+
+
 def load_model(mode: str | None = None, device=None, dtype=None, source: str | None = None):
-    """(model, mode actually used): `real`, `tiny`, or `auto` = real if the weights are
-    within reach, else the offline mode with a banner saying why.
+    """(model, mode actually used): `real`, `toy`, `tiny`, or `auto` = real if the weights are
+    within reach, else the offline mode (toy) with a banner saying why.
 
     `auto` first looks only at this machine (a local folder, the hub cache, a GPU and a token):
     without them it never tries the network. With them it tries to load, and falls back if
@@ -137,13 +196,13 @@ def load_model(mode: str | None = None, device=None, dtype=None, source: str | N
         likely, reason = real_weights_reason()
         if not likely:
             banner("the CSM model", reason)
-            return tiny_model(device=device, dtype=dtype), OFFLINE_MODE
-    if mode == "tiny":
-        return tiny_model(device=device, dtype=dtype), "tiny"
+            return offline_model(OFFLINE_MODE, device, dtype), OFFLINE_MODE
+    if mode in ("toy", "tiny"):
+        return offline_model(mode, device, dtype), mode
     try:
         return from_pretrained(source, device=device, dtype=dtype), "real"
     except OSError as err:
         if mode == "real":
             raise
         banner("the CSM model", str(err))
-        return tiny_model(device=device, dtype=dtype), OFFLINE_MODE
+        return offline_model(OFFLINE_MODE, device, dtype), OFFLINE_MODE

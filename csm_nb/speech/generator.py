@@ -335,8 +335,8 @@ class _Progress:
 
 def load_generator(mode: str | None = None, device=None, dtype=None,
                    watermark: Watermark | None = None) -> Generator:
-    """CSM, tokenizer and Mimi from ONE mode decision. mode: "real" | "tiny" | "auto" (None:
-    $CSM_NB_MODE, else auto). `auto` resolves once (real if the weights load, else tiny with
+    """CSM, tokenizer and codec from ONE mode decision. mode: "real" | "toy" | "tiny" | "auto"
+    (None: $CSM_NB_MODE, else auto). `auto` resolves once (real if the weights load, else toy with
     the banner) and all three parts follow it. device/dtype: the model's (Mimi stays fp32)."""
     from ..audio.mimi_weights import load_codec
     from ..loading.weights import load_model
@@ -344,7 +344,7 @@ def load_generator(mode: str | None = None, device=None, dtype=None,
     from ..loading.tokenizer import load_tokenizer
 
     mode = resolve_mode(mode)                                      # $CSM_NB_MODE read once
-    model, mode = load_model(mode, device=device, dtype=dtype)     # "real" or "tiny" now
+    model, mode = load_model(mode, device=device, dtype=dtype)     # "real", "toy" or "tiny" now
     tokenizer = load_tokenizer(mode=mode)
     codec = load_codec(mode=mode, device=model.codebook0_head.weight.device)
     return Generator(model, tokenizer, codec, mode=mode, watermark=watermark)

@@ -1,35 +1,37 @@
-"""The official demo's six voice prompts, and labelled stand-ins for offline/tiny use.
+"""Voice prompts: the official demo's six, and the toy voices that stand in for them offline.
 
 A prompt is a context segment: a recording plus its exact transcript. Put one per speaker at
-the start of the context and CSM continues in those voices (docs/csm-reference.md sec. 8). The files
-are `prompts/<name>.wav` in the gated `sesame/csm-1b` repo, loaded in real mode, mixed to
-mono and resampled to 24 kHz, as the official code does.
+the start of the context and CSM continues in those voices (docs/csm-reference.md sec. 8). The
+official files are `prompts/<name>.wav` in the gated `sesame/csm-1b` repo (or a local folder
+laid out like it, $CSM_NB_WEIGHTS), loaded in real mode, mixed to mono and resampled to 24 kHz,
+as the official code does.
 
 Transcripts: read_speech_a..d are exactly as in docs/csm-reference.md (the Space's `app.py`).
 The doc abbreviates the two conversational ones ("starts ... ends ..."); the full strings
 stored here are `SPEAKER_PROMPTS` of SesameAILabs/csm `run_csm.py` as found in several
 third-party copies, which agree with each other and with the doc's start and end.
 
-In tiny mode (or `auto` without hub access) a stand-in takes the prompt's place, labelled
-"(stand-in ...)": the espeak-ng clip shipped as package data (csm_nb/data/speech.wav) with
-ITS OWN transcript (a prompt's text must match its audio), or a synthetic hum if asked. Tiny models make noise from either; the rows are real.
+Offline (toy and tiny modes, or `auto` without the weights) each official prompt is played by
+a toy voice, one of the espeak-ng voices the toy CSM was trained on (csm_nb/data/toy/), with
+ITS OWN transcript (a prompt's text must match its audio) and a label saying so:
+conversational_a -> toy voice A, conversational_b -> B, read_speech_a..d -> C..F. The toy
+voices can also be asked for by name (toy_A .. toy_F, and toy_H, which training never heard).
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
+import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .. import data
+from .. import data, env
 from ..core.config import SAMPLE_RATE
-from .segment import Segment
 from ..loading.modes import CSM_REPO, banner, resolve_mode
-
+from .segment import Segment
 
 
 @dataclass(frozen=True)
@@ -73,56 +75,103 @@ PROMPTS: dict[str, PromptInfo] = {p.name: p for p in [
         "some trick-the way your eyebrows raise.")),
 ]}
 
-# The shipped clip (csm_nb/data/README.md says how it was made) and what it says.
-STANDIN_FILE = data.FOLDER / "speech.wav"
-STANDIN_TRANSCRIPT = ("Hello! Mimi turns my voice into codes, twelve and a half times a "
-                      "second.")
-_HUM_SECONDS = 3.0
-_HUM_PITCH_HZ = (110.0, 220.0)     # a low and a high hum, picked per prompt name
-_HUM_HARMONICS = 8
+
+# ---- the toy voices --------------------------------------------------------------------------
+
+TOY_VOICES_FILE = "toy/voices.tsv"               # under csm_nb/data
+STANDS_IN_FOR = {"conversational_a": "A", "conversational_b": "B", "read_speech_a": "C",
+                 "read_speech_b": "D", "read_speech_c": "E", "read_speech_d": "F"}
 
 
-def prompt_names() -> list[str]:
-    return list(PROMPTS)
+@dataclass(frozen=True)
+class ToyVoice:
+    voice: str           # "A"
+    description: str     # "low American man"
+    espeak_args: str     # how espeak-ng rendered it
+    held_out: bool       # never heard in training (given only as context)
+    prompt: str          # its clip, under csm_nb/data/toy
+    transcript: str
+
+    @property
+    def name(self) -> str:
+        return f"toy_{self.voice}"
+
+    @property
+    def info(self) -> PromptInfo:
+        return PromptInfo(self.name, f"toy voice {self.voice}: {self.description}, espeak-ng "
+                          f"{self.espeak_args}", self.transcript)
+
+
+@functools.cache
+def toy_voices() -> dict[str, ToyVoice]:
+    """"toy_A" -> ToyVoice, from the voices.tsv shipped with the toy model."""
+    with open(data.path(TOY_VOICES_FILE), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    voices = [ToyVoice(r["voice"], r["description"], r["espeak_args"], r["held_out"] == "1",
+                       r["prompt"], r["transcript"]) for r in rows]
+    return {v.name: v for v in voices}
+
+
+def prompt_names(mode: str | None = None) -> list[str]:
+    """The prompts to offer: the official six, or in toy mode the toy voices."""
+    return list(toy_voices()) if mode == "toy" else list(PROMPTS)
 
 
 def prompt_info(name: str) -> PromptInfo:
     if not isinstance(name, str):
         raise TypeError(f"name must be a prompt name (str), got {type(name).__name__}")
-    if name not in PROMPTS:
-        close = difflib.get_close_matches(name, PROMPTS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"no demo prompt named {name!r}; the six are: "
-                         f"{', '.join(PROMPTS)}.{hint}")
-    return PROMPTS[name]
+    if name in PROMPTS:
+        return PROMPTS[name]
+    if name in toy_voices():
+        return toy_voices()[name].info
+    known = list(PROMPTS) + list(toy_voices())
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"no prompt named {name!r}; the six official ones are: "
+                     f"{', '.join(PROMPTS)}; the toy voices: {', '.join(toy_voices())}.{hint}")
 
 
-def load_prompt(name: str, speaker: int = 0, mode: str | None = None,
-                standin: str | os.PathLike | None = None) -> Segment:
-    """The demo prompt `name` as a Segment for `speaker`, at 24 kHz.
+def load_prompt(name: str, speaker: int = 0, mode: str | None = None) -> Segment:
+    """The prompt `name` as a Segment for `speaker`, at 24 kHz.
 
-    mode: real = from sesame/csm-1b (gated: needs a token, or the file in the HF cache);
-    tiny = a stand-in; auto = real if reachable, else the stand-in with a banner.
-    standin: a 16-bit WAV to stand in (its transcript must then be STANDIN_TRANSCRIPT's
-    sentence; default: the shipped clip, else a synthetic hum).
+    An official name: real = from $CSM_NB_WEIGHTS's prompts/ folder or sesame/csm-1b (gated:
+    needs a token, or the file in the HF cache); toy, tiny = the toy voice standing in for it;
+    auto = real if reachable, else the toy voice with a banner. A toy voice name (toy_A ..):
+    that voice, in any mode.
     """
     info = prompt_info(name)
+    if name in toy_voices():
+        return toy_prompt(name, speaker)
     mode = resolve_mode(mode)
-    if mode != "tiny":
+    if mode in ("real", "auto"):
         try:
             return _real_prompt(info, speaker)
         except OSError as err:
             if mode == "real":
                 raise
             banner(f"the demo prompt {name}", str(err))
-    return standin_prompt(name, speaker, standin)
+    return toy_prompt(f"toy_{STANDS_IN_FOR[name]}", speaker, stands_in_for=name)
+
+
+def toy_prompt(name: str, speaker: int = 0, stands_in_for: str | None = None) -> Segment:
+    """The toy voice `name`'s clip and transcript, labelled (and what it stands in for)."""
+    from ..audio.signal import read_wav
+    voice = toy_voices()[name]
+    wav, rate = read_wav(data.path(f"toy/{voice.prompt}"))
+    label = f"{name} ({voice.description})"
+    if stands_in_for:
+        label = f"{stands_in_for} (stand-in: toy voice {voice.voice}, {voice.description})"
+    return Segment(speaker, voice.transcript, _to_24k(wav, rate), SAMPLE_RATE, label=label)
 
 
 def _real_prompt(info: PromptInfo, speaker: int) -> Segment:
     from ..audio.signal import load_audio
     from ..loading.hub import hub_file
 
-    wav, rate = load_audio(hub_file(CSM_REPO, info.filename))      # [C, T]
+    folder = env.text(env.WEIGHTS)              # a local copy of the repo comes first
+    local = os.path.join(folder, info.filename) if folder else None
+    path = local if local and os.path.isfile(local) else hub_file(CSM_REPO, info.filename)
+    wav, rate = load_audio(path)                                     # [C, T]
     audio = _to_24k(torch.from_numpy(wav).mean(dim=0), rate)      # mono, as the official .squeeze
     return Segment(speaker, info.transcript, audio, SAMPLE_RATE, label=info.name)
 
@@ -132,31 +181,3 @@ def _to_24k(audio: torch.Tensor, rate: int) -> torch.Tensor:
         return audio
     import torchaudio.functional as AF
     return AF.resample(audio, rate, SAMPLE_RATE)
-
-
-def standin_prompt(name: str, speaker: int = 0,
-                   path: str | os.PathLike | None = None) -> Segment:
-    """A clearly labelled offline stand-in for the demo prompt `name`."""
-    info = prompt_info(name)
-    path = Path(path) if path is not None else STANDIN_FILE
-    if path.is_file():
-        from ..audio.signal import read_wav
-        wav, rate = read_wav(path)
-        audio = _to_24k(wav if wav.dim() == 1 else wav.mean(dim=0), rate)
-        label = f"{info.name} (stand-in: espeak-ng clip {path.name})"
-        return Segment(speaker, STANDIN_TRANSCRIPT, audio, SAMPLE_RATE, label=label)
-    return Segment(speaker, "Mmmmm.", synthetic_hum(name), SAMPLE_RATE,
-                   label=f"{info.name} (stand-in: synthetic hum)")
-
-
-def synthetic_hum(name: str, seconds: float = _HUM_SECONDS) -> torch.Tensor:
-    """A hummed vowel with a gliding pitch: a deterministic, offline voice-like signal."""
-    rate = SAMPLE_RATE
-    t = np.arange(round(seconds * rate)) / rate
-    base = _HUM_PITCH_HZ[sum(map(ord, name)) % len(_HUM_PITCH_HZ)]
-    pitch = base * (1 + 0.1 * np.sin(2 * np.pi * t / seconds))      # slow intonation
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, _HUM_HARMONICS + 1))
-    envelope = np.sin(np.pi * t / seconds) ** 0.5                     # fade in and out
-    audio = 0.3 * envelope * wave / np.abs(wave).max()
-    return torch.from_numpy(audio.astype(np.float32))

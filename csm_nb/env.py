@@ -20,6 +20,7 @@ WEIGHTS = "CSM_NB_WEIGHTS"          # a local folder laid out like the sesame/cs
 MIMI = "CSM_NB_MIMI"                # a local folder or .safetensors file holding Mimi's weights
 CUDA_GRAPHS = "CSM_NB_CUDA_GRAPHS"  # kill switch for the CUDA-graph frame step (default on)
 MAX_LINE_MS = "CSM_NB_MAX_LINE_MS"  # cap on every generated line's length, in ms (rehearsals, CI)
+STRICT_CHECKS = "CSM_NB_STRICT_CHECKS"  # exercise checkers raise instead of printing "Not yet"
 HF_OFFLINE = "HF_HUB_OFFLINE"       # huggingface_hub's own: never reach the hub
 HF_CACHE = "HF_HUB_CACHE"           # huggingface_hub's own: where downloads are cached
 

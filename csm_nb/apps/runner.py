@@ -1,6 +1,12 @@
 """Run every notebook top to bottom and keep the executed copies: `make run`.
 
     python -m csm_nb.apps.runner notebooks --out results
+    python -m csm_nb.apps.runner notebooks --solutions --out results/solved
+
+--solutions fills every answer cell with its right answer (csm_nb.teach.common.fill_answers)
+and turns strict checks on ($CSM_NB_STRICT_CHECKS): a checker that rejects a right answer, or
+an answer cell left empty, fails the notebook. `make test` runs it, so solutions cannot rot;
+a teacher gets the solved notebooks in the same go.
 
 Each notebook runs in its own folder (as nbmake and Jupyter do), with cells tagged
 `skip-execution` (the Colab install cell) skipped. The executed notebook, outputs included,
@@ -16,12 +22,16 @@ import time
 from pathlib import Path
 
 
-def run_notebook(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str]:
+def run_notebook(path: Path, out_dir: Path, timeout: int,
+                 solutions: dict | None = None) -> tuple[str, float, str]:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
+    if solutions is not None:
+        from ..teach.common import fill_answers
+        fill_answers(nb, solutions)
     # nbclient itself skips cells tagged skip-execution (the Colab install cell).
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -45,6 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="where executed copies go (default: results)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--solutions", action="store_true",
+                        help="fill every answer cell with its right answer; checkers must accept")
     args = parser.parse_args(argv)
     notebooks = sorted(args.folder.glob("*.ipynb"))
     if not notebooks:
@@ -53,10 +65,16 @@ def main(argv=None) -> int:
     from ..loading.modes import notebook_mode
     mode = notebook_mode()                    # printed once here; each notebook decides again
     os.environ.setdefault("MPLBACKEND", "Agg")
+    solutions = None
+    if args.solutions:
+        from .. import env
+        from ..teach import solutions as all_solutions
+        solutions = all_solutions()
+        os.environ[env.STRICT_CHECKS] = "1"   # the kernels inherit it
     rows = []
     for path in notebooks:
         print(f"running {path.name} ...", flush=True)
-        status, seconds, detail = run_notebook(path, args.out, args.timeout)
+        status, seconds, detail = run_notebook(path, args.out, args.timeout, solutions)
         rows.append((path.name, status, seconds, detail))
         print(f"  {status} in {seconds:.0f} s {detail}", flush=True)
     width = max(len(r[0]) for r in rows)

@@ -12,3 +12,11 @@ Each notebook imports its lesson once (`from csm_nb.teach import codec as lesson
 `common` holds what several lessons use (figure helpers, players, the checkers' verdicts
 and solutions); each lesson re-exports the common pieces its notebook calls.
 """
+
+LESSONS = ("codec", "backbone", "conversation", "fast", "training")
+
+
+def solutions() -> dict:
+    """{lesson name: its Solutions}: what fill_answers needs to fill every notebook."""
+    import importlib
+    return {name: importlib.import_module(f"{__name__}.{name}").SOLUTIONS for name in LESSONS}

@@ -13,7 +13,14 @@ Checkers (`check_xxx(answer)` in each lesson) print a friendly verdict and retur
 False. A wrong answer never raises; a placeholder (`None` or `...`) just says "not answered
 yet", so notebooks run top to bottom with the blanks unfilled. Only an answer of the wrong
 kind (a string where a number is asked, ...) raises TypeError. Each lesson keeps its worked
-answers in a `Solutions`; `solution(name)` prints one.
+answers in a `Solutions`: `hint(name)` prints a hint, `solution(name)` the worked answer, and
+`answer_cell(name)` is the code of a right answer cell.
+
+Solutions are checked, not just written: a notebook's answer cells carry the metadata
+`{"exercise": "<lesson>.<name>"}`, `fill_answers` replaces each with its lesson's answer cell,
+and with $CSM_NB_STRICT_CHECKS on, a checker that does not accept its answer raises. `make test`
+runs every notebook that way (`python -m csm_nb.apps.runner --solutions`), so every checker is
+proven to accept a right answer.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from .. import env
 from ..core.config import FRAME_RATE, MIMI_CODEBOOK_SIZE, SAMPLE_RATE, CSMConfig
 
 CSM_1B = CSMConfig.csm_1b()                       # the official sizes the exercises ask about
@@ -219,9 +227,19 @@ def players(clips: dict, sample_rate: int = SAMPLE_RATE, notes: dict | None = No
 
 # ------------------------------------------------------------------- checkers
 
+class AnswerRejected(AssertionError):
+    """A checker did not accept its answer while $CSM_NB_STRICT_CHECKS was on."""
+
+
+def _strict() -> bool:
+    return env.flag(env.STRICT_CHECKS, False)
+
+
 def verdict(ok: bool, good: str, bad: str) -> bool:
-    """Print the verdict of a checker and return `ok`."""
+    """Print the verdict of a checker and return `ok` (raise if not, under strict checks)."""
     print(("Correct! " + good) if ok else ("Not yet. " + bad))
+    if not ok and _strict():
+        raise AnswerRejected(f"the checker rejected the answer: {bad}")
     return ok
 
 
@@ -229,6 +247,8 @@ def unanswered(answer) -> bool:
     """True (after saying so) while the answer is still the placeholder None or `...`."""
     if answer is None or answer is Ellipsis:
         print("Not answered yet: replace the None (or ...) with your answer and run the cell.")
+        if _strict():
+            raise AnswerRejected("an answer cell was left unanswered")
         return True
     return False
 
@@ -247,18 +267,51 @@ def as_number(name: str, answer) -> float:
 
 
 class Solutions(dict):
-    """One lesson's worked answers, {exercise name: text}. A lesson built from parts merges
-    theirs: `Solutions(part_a.SOLUTIONS, part_b.SOLUTIONS)`."""
+    """One lesson's worked answers, {exercise name: text}, with optional hints and answer
+    cells. A lesson built from parts merges theirs: `Solutions(part_a.SOLUTIONS, ...)`."""
 
     def __init__(self, *parts: dict):
         super().__init__()
+        self.hints: dict[str, str] = {}
+        self.answers: dict[str, str] = {}      # exercise -> code of a right answer cell
         for part in parts:
             if self.keys() & part.keys():
                 raise ValueError(f"exercise named twice: {sorted(self.keys() & part.keys())}")
             self.update(part)
+            self.hints.update(getattr(part, "hints", {}))
+            self.answers.update(getattr(part, "answers", {}))
+
+    def _known(self, name: str, table: dict) -> str:
+        if name not in table:
+            raise ValueError(f"no exercise named {name!r}; known: {', '.join(sorted(table))}")
+        return table[name]
 
     def show(self, name: str) -> None:
         """Print the worked solution of an exercise, e.g. solution("bitrate")."""
-        if name not in self:
-            raise ValueError(f"no exercise named {name!r}; known: {', '.join(sorted(self))}")
-        print(self[name])
+        print(self._known(name, self))
+
+    def hint(self, name: str) -> None:
+        """Print a hint (a nudge, not the answer), e.g. hint("rvq_encoder")."""
+        print(self._known(name, self.hints))
+
+    def answer_cell(self, name: str) -> str:
+        """The code of a right answer cell for `name` (what fill_answers puts in)."""
+        return self._known(name, self.answers)
+
+
+def fill_answers(notebook: dict, lessons: dict) -> int:
+    """Replace every answer cell of `notebook` (nbformat JSON as a dict) with its right answer.
+
+    lessons: {lesson name: its Solutions}. An answer cell has metadata
+    {"exercise": "<lesson>.<name>"}; returns how many were filled."""
+    filled = 0
+    for cell in notebook["cells"]:
+        key = cell.get("metadata", {}).get("exercise")
+        if key is None:
+            continue
+        lesson, _, name = key.partition(".")
+        if lesson not in lessons:
+            raise ValueError(f"answer cell {key!r}: no lesson named {lesson!r}")
+        cell["source"] = lessons[lesson].answer_cell(name)
+        filled += 1
+    return filled

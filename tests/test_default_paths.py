@@ -203,3 +203,21 @@ def test_notebook_03s_turns_each_last_exactly_their_cap(notebook_code):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "turn samples [28800, 28800, 28800, 28800] cap 28800" in done.stdout, done.stdout
+
+
+# ------------------------------------------------------------------ the README's own code
+
+def test_the_readme_python_runs_offline_as_written():
+    """The README's python block, run as a user would on a machine without the weights: auto
+    falls back to the toy model, and the block must still work and make codes."""
+    import re
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "the README shows no python"
+    env = {k: v for k, v in os.environ.items() if k != "CSM_NB_MODE"}   # the user's default
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    check = "\nassert codes.dim() == 2 and codes.shape[0] == K and codes.shape[1] >= 1, codes.shape\n"
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block + check], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]

@@ -76,3 +76,11 @@ def test_auto_offline_is_toy_and_says_what_toy_is(monkeypatch, tmp_path, capsys)
     assert (gen.mode, gen.codec.mode) == ("toy", "toy") and modes.OFFLINE_MODE == "toy"
     banner = capsys.readouterr().err
     assert "TOY MODE for the CSM model" in banner and "it speaks, robotically" in banner
+
+
+def test_decoded_toy_audio_never_clips(toy):
+    """Griffin-Lim's guessed phase can sum above full scale; a player would clip it."""
+    codes = torch.randint(0, toy.codec.codebook_size, (toy.codec.num_codebooks, 20),
+                          generator=torch.Generator().manual_seed(0))
+    audio = toy.codec.decode(codes)
+    assert audio.abs().max() <= 10 ** (-1 / 20) + 1e-6

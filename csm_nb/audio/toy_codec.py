@@ -32,6 +32,9 @@ from ..core.config import FRAME_RATE, SAMPLE_RATE, CSMConfig
 
 
 
+_PEAK_LIMIT = 10 ** (-1 / 20)      # -1 dBFS: the loudest sample a decoded clip may have
+
+
 @contextlib.contextmanager
 def _one_thread():
     """k-means and encoding are many small ops: on a busy 2-core machine, handing each one to
@@ -220,7 +223,11 @@ class ToyCodec:
         audio = librosa.griffinlim(magnitude.numpy(), n_iter=self.griffin_lim_iters,
                                    hop_length=self.hop, n_fft=self.n_fft,
                                    length=F * self.samples_per_frame, random_state=self.seed)
-        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        audio = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        # Griffin-Lim only guesses a phase; its waves can add up above full scale where the
+        # original did not (seen: peaks of 3.4), and players clip that. Scale such a clip down.
+        peak = float(audio.abs().max())
+        return audio * (_PEAK_LIMIT / peak) if peak > _PEAK_LIMIT else audio
 
     def quantization_error(self, wav, sample_rate: int, levels) -> list[float]:
         """RMS error in dB of the frame vectors decoded from the first n levels, per n."""

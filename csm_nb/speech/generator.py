@@ -57,7 +57,8 @@ class Generator:
 
     def __repr__(self) -> str:
         return (f"Generator(mode={self.mode!r}, device={self.device}, "
-                f"{self.model.num_parameters:,} CSM parameters, codec={self.codec.mode} Mimi,"
+                f"{self.model.num_parameters:,} CSM parameters, codec={type(self.codec).__name__} "
+                f"({self.codec.mode}),"
                 f" watermark={'on' if self.watermark else 'off'})")
 
     @property

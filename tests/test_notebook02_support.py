@@ -225,12 +225,19 @@ def crashes(logits, temperature, topk, generator):
 @pytest.mark.parametrize("fn, hint", [(no_temperature, "temperature is not applied"),
                                       (no_topk, "outside the"),
                                       (global_rng, "same seed gave different draws"),
-                                      (crashes, "RuntimeError: oops"),
-                                      (lambda *a: None, "returned None")])
+                                      (crashes, "RuntimeError: oops")])
 def test_check_sampler_rejects_wrong_samplers(fn, hint, capsys):
     assert lesson.check_sampler(fn) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet.") and hint in out
+
+
+def test_check_sampler_an_untouched_function_is_not_answered_yet(capsys):
+    def sample(logits, temperature, topk, generator):
+        ...   # the notebook's blank cell
+
+    assert lesson.check_sampler(sample) is False
+    assert capsys.readouterr().out.startswith("Not answered yet")
 
 
 def build_rows(tokenizer, text, speaker, codes):

@@ -108,3 +108,83 @@ def measure_bandwidth(device=None, megabytes: int = 512, repeats: int = 5) -> fl
             dst.copy_(src)
         best = min(best, t.seconds)
     return 2 * src.numel() * src.element_size() / best
+
+
+def best_seconds(fn, repeats: int = 3) -> float:
+    """The fastest of `repeats` timed calls of `fn()`: on a shared machine, noise only ever
+    adds time, so the minimum is the best estimate of the cost itself."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} must be an int >= 1")
+    best = float("inf")
+    for _ in range(repeats):
+        with timed() as t:
+            fn()
+        best = min(best, t.seconds)
+    return best
+
+
+# ------------------------------------------------------------------- floating-point operations
+
+def _attention_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    """Attention's two matmuls per head: q . k for every (row, slot) pair, then the weighted
+    sum of v. (PyTorch's counter has no formula for the CPU kernel, and its CUDA formulas
+    assume as many kv heads as query heads.) Shapes: q [B, H, S_q, d], k [B, G, L, d]."""
+    B, H, S_q, d = q
+    return 2 * 2 * B * H * S_q * k[-2] * d
+
+
+_SDPA_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu",
+                 "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+                 "_scaled_dot_product_cudnn_attention")
+
+
+def count_flops(fn) -> int:
+    """Floating-point operations of one call of `fn()` (torch's FlopCounterMode, with
+    scaled-dot-product attention counted on every device)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    attention = {getattr(torch.ops.aten, name): _attention_flops for name in _SDPA_KERNELS
+                 if hasattr(torch.ops.aten, name)}
+    with FlopCounterMode(display=False, custom_mapping=attention) as flops:
+        fn()
+    return flops.get_total_flops()
+
+
+# ------------------------------------------------------------------- host syncs on purpose
+
+@contextmanager
+def sync_in_every_layer(model):
+    """Inside the block, every attention call of `model` (a csm_nb CSM) reads one value back
+    to the host, as the official loop's KV-cache check does: the price of a sync, measured."""
+    def read_back(module, args, output):
+        output[0, 0, 0].item()            # the CPU waits here until the device is done
+    handles = [layer.attn.register_forward_hook(read_back)
+               for part in (model.backbone, model.decoder) for layer in part.layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class GraphRecorder:
+    """A torch.compile backend that keeps every graph it is handed and runs it as it is:
+    how many graphs a function compiles to, and how big they are, without building kernels.
+
+        rec = GraphRecorder()
+        f = torch.compile(fn, backend=rec, dynamic=False)
+        f(x); len(rec.graphs), rec.ops()
+    """
+
+    def __init__(self):
+        self.graphs: list = []
+
+    def __call__(self, gm, example_inputs):
+        self.graphs.append(gm)
+        return gm.forward
+
+    def ops(self, index: int = -1) -> int:
+        """Calls (ops) in one recorded graph (the last by default)."""
+        if not self.graphs:
+            raise ValueError("no graph recorded yet: call the compiled function first")
+        return sum(node.op == "call_function" for node in self.graphs[index].graph.nodes)

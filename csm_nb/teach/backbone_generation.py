@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..core.config import FRAME_MS, FRAME_RATE
+from ..core.config import AUDIO_SPECIAL_IDS, FRAME_MS, FRAME_RATE
+from ..core.profiling import OpCounter, best_seconds, count_flops
 from .backbone_sampling import entropy_bits
 from .common import CSM_1B, Solutions, as_number, new_figure, to_numpy, unanswered, verdict
 
@@ -40,6 +41,60 @@ def plot_step_cost(context_rows, cached, uncached, unit: str = "MFLOP", cached_m
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=8)
     return fig
+
+
+def _context_lengths(max_seq_len: int) -> list[int]:
+    """Rows already in the context to measure at: 16, 64, 256, ... (x4) below the window,
+    then the last row the window allows."""
+    last, lengths, n = max_seq_len - 1, [], 16
+    while n < last:
+        lengths.append(n)
+        n *= 4
+    return lengths + [last]
+
+
+@torch.inference_mode()
+def measure_cache_savings(model, lengths=None, repeats: int = 2, seed: int = 0) -> Figure:
+    """The cost of producing the row after n rows, with the KV cache (the new row only) and
+    without (model(...) over all n + 1 rows), for growing n: floating-point operations
+    (csm_nb.core.profiling.count_flops), the fastest of `repeats` timings, and the ops
+    dispatched. Prints the table; returns the figure. Rows are random audio frames: the
+    cost does not depend on what they say. Leaves the backbone cache filled with them."""
+    cfg = model.config
+    device = model.codebook0_head.weight.device
+    K, C, L = cfg.num_codebooks, cfg.num_columns, cfg.max_seq_len - 1
+    lengths = lengths or _context_lengths(cfg.max_seq_len)
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.zeros(1, L + 1, C, dtype=torch.int64)
+    codes = cfg.audio_vocab_size - AUDIO_SPECIAL_IDS                  # the codec's codes
+    tokens[..., :K] = torch.randint(0, codes, (1, L + 1, K), generator=g)
+    mask = torch.zeros(1, L + 1, C, dtype=torch.bool)
+    mask[..., :K] = True                                              # L + 1 audio rows
+    tokens, mask = tokens.to(device), mask.to(device)
+    model.setup_caches(1)
+    model.backbone_step(tokens[:, :L], mask[:, :L], torch.arange(L, device=device))
+    rows = []
+    for n in lengths:                                     # rows 0..n-1 are in the cache
+        slot = torch.tensor([n], device=device)
+
+        def cached():
+            return model.backbone_step(tokens[:, n:n + 1], mask[:, n:n + 1], slot)
+
+        def uncached():
+            return model(tokens[:, :n + 1], mask[:, :n + 1])
+
+        rows.append((n, count_flops(cached) / 1e6, best_seconds(cached, repeats) * 1e3,
+                     count_flops(uncached) / 1e6, best_seconds(uncached, repeats) * 1e3))
+        print(f"{n:5} rows before: cached {rows[-1][1]:10.1f} MFLOP {rows[-1][2]:8.1f} ms | "
+              f"no cache {rows[-1][3]:10.1f} MFLOP {rows[-1][4]:8.1f} ms")
+    with OpCounter() as ops_cached:
+        model.backbone_step(tokens[:, L:], mask[:, L:], torch.tensor([L], device=device))
+    with OpCounter() as ops_full:
+        model(tokens, mask)
+    print(f"operations dispatched: {ops_cached.kernels} for a cached step, {ops_full.kernels} "
+          "without the cache: about the same count, very different sizes")
+    n, f1, t1, f2, t2 = zip(*rows)
+    return plot_step_cost(n, f1, f2, "MFLOP", t1, t2)
 
 
 def context_seconds(generation_seconds: float, new_text_rows: int, num_segments: int,
@@ -92,6 +147,14 @@ def check_context_seconds(answer, generation_seconds: float = 10.0, new_text_row
     return verdict(False, "", f"{value:g} s: {hint}")
 
 
+SOLUTIONS.hints["context_seconds"] = (
+    "Start from the 2048 rows and take away everything that is not context audio: the frames "
+    "the new line may generate (10 s / 80 ms), its text rows, and each segment's text rows "
+    "and end row. What is left is one row per 80 ms of context audio.")
+SOLUTIONS.answers["context_seconds"] = (
+    "seconds = (2048 - 10_000 // 80 - 20 - 2 * (15 + 1)) / 12.5   # rows left / rows per s\n"
+    "lesson.check_context_seconds(seconds, generation_seconds=10, new_text_rows=20,\n"
+    "                             num_segments=2, segment_text_rows=15)")
 SOLUTIONS["context_seconds"] = (
     "The new line may last 10 s = 10000 / 80 = 125 frames, one row each, plus its 20 text\n"
     "rows. Each of the 2 context segments costs its 15 text rows and 1 end row beside its\n"

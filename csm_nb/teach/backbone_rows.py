@@ -272,3 +272,17 @@ SOLUTIONS["embed_rows"] = (
     "    text = model.text_embeddings.weight[tokens[:, K]]                # [S, D]\n"
     "    columns = torch.cat([audio, text[:, None]], dim=1)               # [S, K+1, D]\n"
     "    return (columns * mask[..., None]).sum(dim=1)                    # [S, D]")
+
+
+SOLUTIONS.hints["build_rows"] = (
+    "Three blocks of rows, stacked: len(ids) text rows (the token in the last column, only "
+    "that column active), F frame rows (codes.T puts frame f in row f, the K codebook "
+    "columns active), and one row of zeros with the codebook columns active.")
+SOLUTIONS.answers["build_rows"] = (
+    SOLUTIONS["build_rows"] + "\n\n\nlesson.check_build_rows(segment_rows, tokenizer)")
+SOLUTIONS.hints["embed_rows"] = (
+    "Index audio_embeddings.weight with codes + k * V (one offset per codebook column), "
+    "text_embeddings.weight with the last column, put the K + 1 vectors of each row side by "
+    "side, zero the masked ones (multiply by mask[..., None]) and sum over the columns.")
+SOLUTIONS.answers["embed_rows"] = (
+    SOLUTIONS["embed_rows"] + "\n\n\nlesson.check_embed_rows(embed, model, tokens, mask)")

@@ -218,8 +218,9 @@ def check_sampler(fn) -> bool:
             return verdict(False, "", f"with {case} your function raised "
                            f"{type(err).__name__}: {err}")
         if ids is None:
-            return verdict(False, "", "your function returned None; return the ids, one per "
-                           "row of logits (a tensor of shape [B]).")
+            print("Not answered yet: your function returns None; return the ids, one per row "
+                  "of logits (a tensor of shape [B]).")
+            return False
         ids, again = torch.as_tensor(ids), torch.as_tensor(again)
         if ids.shape != (_SAMPLER_DRAWS,) or ids.dtype.is_floating_point:
             return verdict(False, "", f"with {case}: expected {_SAMPLER_DRAWS} integer ids "
@@ -264,3 +265,10 @@ SOLUTIONS["sampler"] = (
     "# For one sample, torch.multinomial draws E ~ Exp(1) and returns argmax(probs / E).\n"
     "# csm_nb.core.sampling does the same on the logits, argmax(logits - log E), with no softmax:\n"
     "# the same draws from the same generator (see its docstring).")
+
+SOLUTIONS.hints["sampler"] = (
+    "Divide by the temperature first, then find the k-th largest logit of each row "
+    "(torch.topk(...).values[..., -1:]) and set everything below it to -inf; softmax turns "
+    "what is left into probabilities; torch.multinomial(probs, 1, generator=generator) draws.")
+SOLUTIONS.answers["sampler"] = (
+    SOLUTIONS["sampler"].split("\n# ")[0] + "\n\n\nlesson.check_sampler(sample)")

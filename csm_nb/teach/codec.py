@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from . import codec_mimi, codec_rvq
 from ..audio.metrics import mel_distance, si_sdr
 from ..audio.signal import prepare_audio
 from ..core.config import (FRAME_MS, FRAME_RATE, MIMI_CODEBOOK_SIZE, MIMI_CODEBOOKS,
                            SAMPLE_RATE, SAMPLES_PER_FRAME)
+from .codec_mimi import SOLUTIONS as MIMI_SOLUTIONS
 from .codec_mimi import check_quiz, plot_mimi, plot_semantic_vs_acoustic
+from .codec_rvq import SOLUTIONS as RVQ_SOLUTIONS
 from .codec_rvq import (check_rvq_codes, check_rvq_decoder, check_rvq_encoder,
                         plot_frame_vectors, plot_rvq_2d, rvq_decode_reference,
                         rvq_encode_reference, rvq_toy_problem, stuck)
@@ -281,6 +282,6 @@ def plot_codebook_usage(codes, codebook_size: int = MIMI_CODEBOOK_SIZE) -> Figur
 
 # ------------------------------------------------------------------- every exercise's answers
 
-SOLUTIONS = Solutions(_OWN, codec_rvq.SOLUTIONS, codec_mimi.SOLUTIONS)   # after _OWN is filled
+SOLUTIONS = Solutions(_OWN, RVQ_SOLUTIONS, MIMI_SOLUTIONS)   # after _OWN is filled
 solution = SOLUTIONS.show
 hint = SOLUTIONS.hint

@@ -1,13 +1,19 @@
-"""Notebook 04 (Fast generation: where a frame's time goes): its figures and checkers.
+"""Notebook 04 (Fast generation: where a frame's time goes): the lesson the notebook imports.
 
-The notebook imports this module once (`from csm_nb.teach import fast as lesson`). Per-frame
-costs: op counts, the parts of a frame, the bandwidth floor, the official loop's host syncs,
-the ways to run the frame loop, and how time grows with context, batch and chunk size.
+`from csm_nb.teach import fast as lesson` once, then `lesson.<name>`. This module holds the
+figures and the worked calculations (the bandwidth floor, the official loop's host syncs, time
+to first audio); two parts hold the rest, re-exported here:
+
+    fast_measure    the measuring harnesses: FrameBench (time and count frames), a frame
+                    taken apart, where its bytes go, CSM-1B on the meta device
+    fast_exercises  the coding exercises (a static-cache write, a stop test with no host
+                    sync) and the closing quiz
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -15,16 +21,24 @@ from matplotlib.figure import Figure
 from ..core.config import FRAME_MS, CSMConfig
 from ..core.profiling import SYNC_OPS, VIEW_OPS
 from .common import CSM_1B, Solutions, as_number, new_figure, unanswered, verdict
+# Parts are imported by name, never as `from . import part`: that form runs teach/__init__,
+# which imports this lesson (an import cycle, which tests/test_layout.py forbids).
+from .fast_exercises import QUIZ, check_cache_write, check_quiz, check_stop_flags, show_quiz
+from .fast_exercises import SOLUTIONS as _EXERCISES
+from .fast_measure import (FrameBench, FrameCounts, count_frame_kernels, count_parts,
+                           frame_bytes, frame_parts, kv_cache_bytes, meta_csm)
 
 __all__ = [
-    "check_first_audio_ms", "check_floor_ms", "check_host_syncs", "first_audio_ms",
-    "llama_params", "official_host_syncs", "params_per_frame", "plot_batch_throughput",
-    "plot_bytes_per_frame", "plot_chunk_latency", "plot_context_scaling", "plot_frame_parts",
-    "plot_ms_per_frame", "plot_op_counts", "solution",
+    "QUIZ", "FrameBench", "FrameCounts", "check_cache_write", "check_first_audio_ms", "check_floor_ms",
+    "check_host_syncs", "check_quiz", "check_stop_flags", "count_frame_kernels", "count_parts",
+    "csm_with_layers", "first_audio_ms", "frame_bytes", "frame_parts", "hint", "kv_cache_bytes",
+    "llama_params", "meta_csm", "official_host_syncs", "params_per_frame",
+    "plot_batch_throughput", "plot_bytes_per_frame", "plot_chunk_latency",
+    "plot_context_scaling", "plot_frame_parts", "plot_ms_per_frame", "plot_op_counts",
+    "show_quiz", "solution",
 ]
 
-SOLUTIONS = Solutions()
-solution = SOLUTIONS.show
+_OWN = Solutions()               # this module's exercises; SOLUTIONS (at the end) adds the parts'
 
 _L4_GB_S = 300.0                # NVIDIA L4 (a common cloud GPU, Colab's paid tier): GB/s
 _HALF_BYTES = 2                 # bytes per parameter in fp16 / bf16
@@ -147,7 +161,7 @@ def check_floor_ms(answer, bandwidth_gb_s: float = _L4_GB_S, bytes_per_param: in
     return verdict(False, "", f"{value:g} ms: {hint}")
 
 
-SOLUTIONS["floor_ms"] = (
+_OWN["floor_ms"] = (
     "Per frame: backbone 973.1 M + codebook0_head 4.2 M + 31 x (decoder 111.2 M + projection\n"
     "2.1 M + one audio_head slice 2.1 M) = 4.553 G parameters, x 2 bytes (bf16) = 9.11 GB.\n"
     "9.11 GB / 300 GB/s = 30.4 ms per 80 ms frame (30.6 ms with the 67 MB KV cache): RTF\n"
@@ -196,6 +210,14 @@ def plot_ms_per_frame(ms: dict, frame_ms: float = FRAME_MS, highlight=(),
 
 # ------------------------------------------------------------------- host syncs (4)
 
+def csm_with_layers(backbone_layers: int, decoder_layers: int,
+                    config: CSMConfig | None = None) -> CSMConfig:
+    """CSM-1B (or `config`) with other numbers of backbone and depth-decoder layers."""
+    c = config or CSM_1B
+    return replace(c, backbone=replace(c.backbone, num_layers=backbone_layers),
+                   decoder=replace(c.decoder, num_layers=decoder_layers))
+
+
 def official_host_syncs(config: CSMConfig | None = None) -> int:
     """Blocking host syncs per frame in the official loop (145 for CSM-1B): torchtune's
     KVCache.update asserts on a device value in every attention call (the backbone's layers
@@ -233,7 +255,7 @@ def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
     return verdict(False, "", f"{value:g} per frame: {hint}")
 
 
-SOLUTIONS["host_syncs"] = (
+_OWN["host_syncs"] = (
     "Per frame: the backbone's layers once, the decoder's layers once for each of codebooks\n"
     "1..31, each attention call asserting on a device value; plus decoder.reset_caches() (4\n"
     ".item() reads) and the stop test (1). CSM-1B: 16 + 31 x 4 + 5 = 145. A 28-layer backbone\n"
@@ -293,7 +315,7 @@ def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
     return verdict(False, "", f"{value:g} ms: {hint}")
 
 
-SOLUTIONS["first_audio_ms"] = (
+_OWN["first_audio_ms"] = (
     "15 ms prefill + 4 frames x 6 ms + 5 ms Mimi decode = 44 ms until 320 ms of audio is\n"
     "ready. Chunks of 1 frame: 15 + 6 + 5 = 26 ms, but 4x more Mimi calls per second of audio.")
 
@@ -336,3 +358,28 @@ def plot_batch_throughput(batch_sizes, ms_per_frame, frame_ms: float = FRAME_MS)
         ax.set_xticks(B)
         ax.grid(alpha=0.3)
     return fig
+
+
+_OWN.hints["floor_ms"] = (
+    "Bytes a frame must read (parameters x bytes per parameter) divided by bytes per second "
+    "gives seconds; GB/s means 1e9 bytes per second. Then convert to milliseconds.")
+_OWN.answers["floor_ms"] = (
+    "floor_ms = 4.553e9 * 2 / 300e9 * 1000   # bytes per frame / bytes per second, in ms\n"
+    "lesson.check_floor_ms(floor_ms)")
+_OWN.hints["host_syncs"] = (
+    "One sync per attention *call*: the backbone's layers run once per frame, the decoder's "
+    "layers once per depth step (how many depth steps are there?). Then add the reset reads "
+    "and the stop test.")
+_OWN.answers["host_syncs"] = (
+    "bigger = lesson.csm_with_layers(backbone_layers=28, decoder_layers=8)\n"
+    "host_syncs = 28 + 31 * 8 + 4 + 1   # backbone calls + 31 depth steps x 8 + reset + stop\n"
+    "lesson.check_host_syncs(host_syncs, config=bigger)")
+_OWN.hints["first_audio_ms"] = (
+    "Before the first chunk can play: the whole prompt is read once, then every frame of the "
+    "first chunk is computed, then Mimi turns the chunk into sound.")
+_OWN.answers["first_audio_ms"] = (
+    "first_audio_ms = 15 + 4 * 6 + 5   # prefill + 4 frames + one Mimi decode\n"
+    "lesson.check_first_audio_ms(first_audio_ms)")
+
+SOLUTIONS = Solutions(_OWN, _EXERCISES)
+solution, hint = SOLUTIONS.show, SOLUTIONS.hint

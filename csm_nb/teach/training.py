@@ -1,8 +1,14 @@
-"""Notebook 05 (Train a tiny CSM on a CPU): its figures and checkers.
+"""Notebook 05 (Train a tiny CSM on a CPU): the lesson the notebook imports.
 
-The notebook imports this module once (`from csm_nb.teach import training as lesson`); the
-code grid, error curve, spectrograms and players of earlier notebooks come from `common`,
-re-exported here.
+`from csm_nb.teach import training as lesson` once, then `lesson.<name>`. Here: conversations
+as training rows, the loss curves, generated codes against their targets, the voice question
+and the quiz. Its parts:
+
+    training_loss     the CSM loss and one training step, written by the student (4-5)
+    training_compare  the live model beside the shipped toy CSM, its evaluation table (7-8)
+    toy_corpus        the toy corpus and its voice meter (shared with notebook 03)
+
+plus the code grid, error curve, spectrograms and players from `common`.
 """
 
 from __future__ import annotations
@@ -16,15 +22,27 @@ from matplotlib.figure import Figure
 from ..core.config import FRAME_RATE
 from .common import (Solutions, as_number, new_figure, players, plot_code_grid,
                      plot_error_vs_levels, plot_spectrograms, to_numpy, unanswered, verdict)
+from .recall_quiz import Question, Quiz
+from .toy_corpus import VoiceMeter, toy_corpus
+from .training_compare import (evaluation_summary, evaluation_table, load_evaluation,
+                               plot_evaluation, plot_length_match)
+from .training_loss import SOLUTIONS as _LOSS
+from .training_loss import check_csm_loss, check_train_step, show_source
 
 __all__ = [
-    "check_chance_loss", "check_target_rows", "check_voice_source", "players",
-    "plot_code_grid", "plot_code_match", "plot_error_vs_levels", "plot_loss_targets",
-    "plot_spectrograms", "plot_training", "solution",
+    "QUIZ", "VoiceMeter", "check_chance_loss", "check_csm_loss", "check_quiz",
+    "check_target_rows", "check_train_step", "check_voice_source", "evaluation_summary",
+    "evaluation_table", "hint", "load_evaluation", "players", "plot_code_grid",
+    "plot_code_match", "plot_error_vs_levels", "plot_evaluation", "plot_length_match",
+    "plot_loss_targets", "plot_spectrograms", "plot_training", "show_quiz", "show_source",
+    "solution", "toy_corpus",
 ]
 
-SOLUTIONS = Solutions()
-solution = SOLUTIONS.show
+_OWN = Solutions()          # this file's exercises; SOLUTIONS (at the end) gathers every part
+
+
+def _stuck(name: str) -> str:
+    return f" Hint: lesson.hint({name!r}); the worked answer: lesson.solution({name!r})."
 
 
 # ----------------------------------------------------- conversations as training rows (section 3)
@@ -72,10 +90,10 @@ def check_target_rows(answer, context_frames: int, target_frames: int) -> bool:
         hint = "the context turn's frames are trained on as well, not only the last turn's."
     else:
         hint = "count the audio rows: frames and end rows, in both turns; text rows are inputs."
-    return verdict(False, "", f"{value:g}: {hint}")
+    return verdict(False, "", f"{value:g}: {hint}" + _stuck("target_rows"))
 
 
-SOLUTIONS["target_rows"] = (
+_OWN["target_rows"] = (
     "Targets are the audio rows: each turn's frames plus its all-zero end-of-audio row.\n"
     "Each is predicted from the hidden state of the row before it (the first frame from the\n"
     "last text row, EOS). So (F1 + 1) + (F2 + 1).")
@@ -103,10 +121,10 @@ def check_chance_loss(answer, num_bins: int) -> bool:
     else:
         hint = (f"a uniform guess gives the right code probability 1/{num_bins}; "
                 "cross-entropy is -ln(probability of the right code).")
-    return verdict(False, "", f"{value:g}: {hint}")
+    return verdict(False, "", f"{value:g}: {hint}" + _stuck("chance_loss"))
 
 
-SOLUTIONS["chance_loss"] = (
+_OWN["chance_loss"] = (
     "Every code has probability 1/V, so the cross-entropy is -ln(1/V) = ln V nats per frame.\n"
     "For V = 131 (128 toy codes + 3 spare ids) that is ln 131 = 4.875.")
 
@@ -183,10 +201,86 @@ def check_voice_source(answer) -> bool:
     hints = {"a": "during training the label was drawn at random for each conversation: it "
                   "says nothing about the voice.",
              "c": "every sentence was recorded in both voices: the words alone cannot decide."}
-    return verdict(False, "", hints.get(choice, f"pick one of {sorted(_VOICE_CHOICES)}."))
+    return verdict(False, "", hints.get(choice, f"pick one of {sorted(_VOICE_CHOICES)}.")
+                   + _stuck("voice_source"))
 
 
-SOLUTIONS["voice_source"] = (
+_OWN["voice_source"] = (
     "(b) the context's audio. The training conversations paired each clip with another clip\n"
     "of the same voice and a random [0]/[1] label; the same words exist in both voices. The\n"
     "only evidence of the voice is the context turn's codes, and the model learned to read it.")
+_OWN.hints["target_rows"] = (
+    "Which rows does the loss predict? Only audio rows: every frame, and the all-zero row that\n"
+    "ends each turn's audio. Text rows are read, never predicted. Count them in both turns.")
+_OWN.answers["target_rows"] = (
+    "print(\"frames:\", codes[1].shape[1], \"and\", codes[0].shape[1])\n"
+    "my_rows = (codes[1].shape[1] + 1) + (codes[0].shape[1] + 1)   # frames + end row, both turns\n"
+    "lesson.check_target_rows(my_rows, context_frames=codes[1].shape[1],\n"
+    "                         target_frames=codes[0].shape[1])\n")
+_OWN.hints["chance_loss"] = (
+    "Cross-entropy is minus the log of the probability given to the right code. What is that\n"
+    "probability when all V codes get the same share? (PyTorch's logs are natural logs.)")
+_OWN.answers["chance_loss"] = (
+    "my_loss = math.log(cfg.audio_vocab_size)   # -ln(1/V)\n"
+    "lesson.check_chance_loss(my_loss, num_bins=cfg.audio_vocab_size)\n")
+_OWN.hints["voice_source"] = (
+    "Look at how make_conversation chose the label [0]/[1], and which sentences exist in which\n"
+    "voices. What, in a training conversation, says which voice comes next?")
+_OWN.answers["voice_source"] = "my_choice = \"b\"\nlesson.check_voice_source(my_choice)\n"
+
+
+# ------------------------------------------------------------------- the quiz (end)
+
+QUIZ = Quiz("training.quiz", [
+    Question(
+        "CSM-1B trains its depth decoder on a random 1/16 of the frames. Why?",
+        {"a": "the decoder runs once per codebook for every frame (31 steps in CSM-1B), the "
+         "costliest part of training; codebook 0 still learns from every frame",
+         "b": "the other 15/16 are silence", "c": "to overfit less"},
+        "a", "Sesame calls it compute amortisation: the backbone sees every frame, the "
+        "decoder a sample, and quality holds.",
+        {"b": "the frames are chosen at random, speech and silence alike.",
+         "c": "the point is compute: the decoder's cost grows with frames x codebooks."}),
+    Question(
+        "Why is the text embedding table frozen while the toy models train?",
+        {"a": "it cannot learn", "b": "the byte tokenizer reads a few dozen of its 128,256 "
+         "rows: updating them all every step costs time and teaches nothing",
+         "c": "CSM-1B has no text table"},
+        "b", "Freezing a table that is mostly unused saves time and memory; fine-tuning "
+        "CSM-1B can freeze its 262 M text parameters too.",
+        {"a": "it is an ordinary nn.Embedding: it could learn, we chose not to.",
+         "c": "it has one: 128,256 x 2048 numbers."}),
+    Question(
+        "csm_loss(..., last_turn_only=True) learns only the frames of each conversation's "
+        "last turn. What is that for?",
+        {"a": "speed alone", "b": "skipping the text rows",
+         "c": "the first turn has no earlier voice to follow, so learning it teaches an "
+         "average voice; the last turn always has a voice in its context to copy"},
+        "c", "It trades some data for a cleaner lesson: every target has a voice to follow.",
+        {"a": "the backbone still reads every row; only the targets change.",
+         "b": "text rows are never targets, with or without it."}),
+    Question(
+        "What would most help the live model say sentences it never heard?",
+        {"a": "more steps on the same 24 clips", "b": "many more sentences, as the shipped "
+         "toy model had (thousands of clips, hours of speech)", "c": "a larger learning rate"},
+        "b", "Data is the lever: 24 clips can only be recited; thousands of sentences over a "
+        "few hundred words teach the words themselves.",
+        {"a": "it already recites them perfectly; more steps only memorise harder.",
+         "c": "the loss already reached ~0: the limit is what the data contains."}),
+    Question(
+        "In the evaluation table, what is the 'codec ceiling'?",
+        {"a": "the true clips sent through the toy codec and back: the best a model "
+         "speaking through this codec could score", "b": "the best trained model",
+         "c": "the random model"},
+        "a", "It scores 100% by construction; the distance to it is the model's own error.",
+        {"b": "trained models are the other rows; the ceiling has no model at all.",
+         "c": "the random model is the floor ('random greedy')."}),
+])
+
+
+show_quiz, check_quiz = QUIZ.show, QUIZ.check      # check_quiz({1: "a", ...})
+
+SOLUTIONS = Solutions(_OWN, _LOSS)
+QUIZ.register(SOLUTIONS, hint="Sections 4 and 5 (questions 1-3), 7 (4) and 8 (5).")
+solution = SOLUTIONS.show
+hint = SOLUTIONS.hint

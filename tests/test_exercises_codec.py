@@ -16,8 +16,8 @@ from csm_nb.teach import codec as lesson
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_codec.ipynb"
 EXERCISES = ("num_frames", "bitrate", "rvq_codes", "rvq_encoder", "rvq_decoder", "quiz")
-BLANK_QUIZ = {f"q{i}": None for i in range(1, 6)}
-RIGHT_QUIZ = {"q1": 0, "q2": "b", "q3": "a", "q4": "b", "q5": "a"}
+BLANK_QUIZ = {n: None for n in range(1, 6)}
+RIGHT_QUIZ = {1: "a", 2: "b", 3: "a", 4: "b", 5: "a"}
 
 
 def verdict(capsys, ok, check, *args, **kwargs):
@@ -67,7 +67,7 @@ def test_the_templates_in_the_notebook_are_the_ones_tested():
         body = fn.body[1:] if isinstance(fn.body[0].value, ast.Constant) and isinstance(
             fn.body[0].value.value, str) else fn.body           # skip the docstring
         assert [ast.unparse(n) for n in body] == ["..."], name
-    assert "None" in cells["codec.quiz"] and "lesson.check_quiz(my_quiz)" in cells["codec.quiz"]
+    assert "None" in cells["codec.quiz"] and "lesson.check_quiz(answers)" in cells["codec.quiz"]
 
 
 def test_a_wrong_answer_offers_the_hint_before_the_solution(capsys):
@@ -157,26 +157,22 @@ def test_rvq_decoder(capsys):
 
 
 def test_quiz(capsys):
-    assert "5/5" in verdict(capsys, True, lesson.check_quiz, RIGHT_QUIZ)
-    loose = {**RIGHT_QUIZ, "q2": " (B) ", "q1": np.int64(0)}      # forgiving about form
+    assert "5 of 5" in verdict(capsys, True, lesson.check_quiz, RIGHT_QUIZ)
+    loose = {**RIGHT_QUIZ, 2: " B) "}                                   # forgiving about form
     verdict(capsys, True, lesson.check_quiz, loose)
-    out = verdict(capsys, False, lesson.check_quiz, {**RIGHT_QUIZ, "q1": 31, "q3": None})
-    assert "3/5" in out and "q3: not answered yet" in out
-    assert "q1 (you said 31): codebooks 1-31 carry the voice" in out      # the likely mistake
-    assert "Look again: which codebook" in out                           # where to look
-    out = verdict(capsys, False, lesson.check_quiz, {**RIGHT_QUIZ, "q3": "b", "q4": "c"})
+    out = verdict(capsys, False, lesson.check_quiz, {**RIGHT_QUIZ, 1: "c", 3: None})
+    assert "3 of 5 right" in out and "3: not answered yet" in out
+    assert "1: not c. the last level is the finest acoustic detail" in out   # the likely mistake
+    out = verdict(capsys, False, lesson.check_quiz, {**RIGHT_QUIZ, 3: "b", 4: "c"})
     assert "section 9" in out and "no network" in out
-    assert out.index("q3") < out.index("q4") < out.index("lesson.hint('quiz')")
-    with pytest.raises(TypeError, match="q2"):
-        lesson.check_quiz({**RIGHT_QUIZ, "q2": 2})
-    with pytest.raises(TypeError, match="q2"):
-        lesson.check_quiz({**RIGHT_QUIZ, "q2": "d"})
-    with pytest.raises(TypeError, match="q1"):
-        lesson.check_quiz({**RIGHT_QUIZ, "q1": "zero"})
-    with pytest.raises(ValueError, match="'q6'"):
-        lesson.check_quiz({**RIGHT_QUIZ, "q6": "a"})
+    assert out.index("3: not b") < out.index("4: not c")
+    out = verdict(capsys, False, lesson.check_quiz, {**RIGHT_QUIZ, 2: "d"})
+    assert "'d' is not a choice" in out
     with pytest.raises(TypeError, match="dict"):
         lesson.check_quiz(["b", "a"])
+    lesson.show_quiz()
+    shown = capsys.readouterr().out
+    assert shown.startswith("1. If you could keep only one") and "   b) codebook 1" in shown
 
 
 @pytest.mark.parametrize("name", EXERCISES)

@@ -23,7 +23,7 @@ from ..audio.signal import prepare_audio
 from ..core.config import (FRAME_MS, FRAME_RATE, MIMI_CODEBOOK_SIZE, MIMI_CODEBOOKS,
                            SAMPLE_RATE, SAMPLES_PER_FRAME)
 from .codec_mimi import SOLUTIONS as MIMI_SOLUTIONS
-from .codec_mimi import check_quiz, plot_mimi, plot_semantic_vs_acoustic
+from .codec_mimi import check_quiz, plot_mimi, plot_semantic_vs_acoustic, show_quiz
 from .codec_rvq import SOLUTIONS as RVQ_SOLUTIONS
 from .codec_rvq import (check_rvq_codes, check_rvq_decoder, check_rvq_encoder,
                         plot_frame_vectors, plot_rvq_2d, rvq_decode_reference,
@@ -33,7 +33,7 @@ from .common import (CODE_BITS, Solutions, as_number, audio, draw_spectrograms, 
                      probs_entropy_bits, to_numpy, unanswered, verdict)
 
 __all__ = [
-    "audio", "check_bitrate", "check_num_frames", "check_quiz", "check_rvq_codes",
+    "audio", "check_bitrate", "check_num_frames", "check_quiz", "show_quiz", "check_rvq_codes",
     "check_rvq_decoder", "check_rvq_encoder", "code_entropy", "codec_summary",
     "describe_codecs", "hint", "level_mixer", "players", "plot_code_grid",
     "plot_codebook_usage", "plot_codec_comparison", "plot_error_vs_levels",

@@ -13,8 +13,8 @@ from matplotlib.patches import FancyBboxPatch
 
 from ..core.config import (FRAME_MS, FRAME_RATE, MIMI_CODEBOOK_SIZE, MIMI_CODEBOOKS,
                            SAMPLE_RATE, SAMPLES_PER_FRAME)
-from .codec_rvq import stuck
-from .common import Solutions, as_number, draw_spectrograms, new_figure, unanswered, verdict
+from .common import Solutions, draw_spectrograms, new_figure
+from .recall_quiz import Question, Quiz
 
 SOLUTIONS = Solutions()
 
@@ -97,90 +97,44 @@ def plot_semantic_vs_acoustic(semantic_only, acoustic_only, full,
 
 # ------------------------------------------------------------------- the quiz (10)
 
-# question: (right answer, {wrong answer: the likely mistake}, where the notebook showed it).
-# q1's key None stands for any wrong codebook index.
-_QUIZ = {
-    "q1": (0, {None: "codebooks 1-31 carry the voice and the detail, not the words."},
-           "which codebook was tied to a speech-understanding model? (section 8's picture)"),
-    "q2": ("b", {"a": "no level is silence on its own: every prefix decodes the whole clip.",
-                 "c": "levels are not slices of time: each one covers every frame."},
-           "what did one level sound like in section 6?"),
-    "q3": ("a", {"b": "decoded independently, chunks click at their edges (section 9).",
-                 "c": "then it could not stream at all: CSM plays audio as frames arrive."},
-           "what went wrong in section 9 when chunks were decoded without the state?"),
-    "q4": ("b", {"a": "the toy codec has no semantic level: it never met WavLM.",
-                 "c": "the toy codec has no network: Griffin-Lim rebuilds the audio."},
-           "reread what the toy codec is and is not (section 1)."),
-    "q5": ("a", {"b": "SI-SDR is in dB like the mel distance; units are not the issue.",
-                 "c": "a delay is not what lowered it here: both codecs keep time aligned."},
-           "Griffin-Lim invents a phase; Mimi is trained to sound right (section 6)."),
-}
-
-
-def _quiz_answer(question: str, answer):
-    """An answer as the checker compares it: an int for q1, a lower-case letter otherwise."""
-    right = _QUIZ[question][0]
-    if isinstance(right, int):
-        return int(as_number(question, answer))
-    if not isinstance(answer, str) or answer.strip().strip("()").lower() not in ("a", "b", "c"):
-        raise TypeError(f"{question}: expected one of the letters 'a', 'b' or 'c', got "
-                        f"{type(answer).__name__} {answer!r}")
-    return answer.strip().strip("()").lower()
-
-
-def check_quiz(answers) -> bool:
-    """The closing quiz: {"q1": codebook index, "q2".."q5": "a", "b" or "c"}."""
-    if unanswered(answers):
-        return False
-    if not isinstance(answers, dict):
-        raise TypeError(f"quiz: expected the dict {{'q1': ..., 'q5': ...}}, got "
-                        f"{type(answers).__name__}")
-    unknown = sorted(set(answers) - set(_QUIZ))
-    if unknown:
-        raise ValueError(f"quiz: no question named {', '.join(map(repr, unknown))}; the "
-                         f"questions are {', '.join(_QUIZ)}")
-    given = {q: answers.get(q) for q in _QUIZ}
-    if all(a is None or a is Ellipsis for a in given.values()):
-        unanswered(None)                         # the template, untouched
-        return False
-    right, notes = 0, []
-    for question, answer in given.items():
-        if answer is None or answer is Ellipsis:
-            notes.append(f"{question}: not answered yet.")
-        else:
-            value = _quiz_answer(question, answer)
-            good, mistakes, pointer = _QUIZ[question]
-            if value == good:
-                right += 1
-            else:
-                mistake = mistakes.get(value, mistakes[None] if None in mistakes else "")
-                notes.append(f"{question} (you said {value!r}): {mistake} Look again: {pointer}")
-    if right == len(_QUIZ):
-        return verdict(True, f"{right}/{len(_QUIZ)}. lesson.solution('quiz') explains each "
-                       "answer.", "")
-    return verdict(False, "", f"{right}/{len(_QUIZ)} right.\n  " + "\n  ".join(notes)
-                   + "\n" + stuck("quiz").strip())
-
-
-SOLUTIONS["quiz"] = (
-    "q1: 0. Codebook 0 is Mimi's semantic level: distilled from WavLM, it follows what is\n"
-    "    said; codebooks 1-31 carry voice, timbre and detail. CSM's backbone predicts it first.\n"
-    "q2: b. RVQ levels refine coarse to fine, so any prefix decodes the whole clip, coarser.\n"
-    "q3: a. Mimi is causal and keeps its convolutions' tails and its transformers' caches\n"
-    "    between calls; chunks decoded without that state click at their edges.\n"
-    "q4: b. The toy codec copies Mimi's frame layout and the RVQ prefix property; it has no\n"
-    "    neural network and no semantic level.\n"
-    "q5: a. SI-SDR compares waveforms sample by sample; codecs that rebuild the sound (not its\n"
-    "    exact phase) score low on it even when they sound right.")
-SOLUTIONS.hints["quiz"] = (
-    "Each question points back to a section: q1 to 8 (the picture of Mimi), q2 and q5 to 6\n"
-    "(hearing the levels), q3 to 9 (streaming), q4 to 1 (the toy codec).")
-SOLUTIONS.answers["quiz"] = (
-    "my_quiz = {\n"
-    "    \"q1\": 0,     # a codebook index, 0..31\n"
-    "    \"q2\": \"b\",   # \"a\", \"b\" or \"c\"\n"
-    "    \"q3\": \"a\",\n"
-    "    \"q4\": \"b\",\n"
-    "    \"q5\": \"a\",\n"
-    "}\n"
-    "lesson.check_quiz(my_quiz)")
+QUIZ = Quiz("codec.quiz", [
+    Question("If you could keep only one of Mimi's 32 codebooks and wanted to preserve *what* "
+             "is said, which would you keep?",
+             {"a": "codebook 0", "b": "codebook 1", "c": "codebook 31"}, "a",
+             "codebook 0 is Mimi's semantic level, distilled from WavLM: it follows what is "
+             "said (section 8's picture).",
+             {"b": "codebooks 1-31 carry the voice and the detail, not the words.",
+              "c": "the last level is the finest acoustic detail, not the words."}),
+    Question("Decoding only the first n of an RVQ's K levels gives",
+             {"a": "silence where the missing levels were", "b": "a coarser version of the "
+              "whole clip", "c": "the first n/K of the clip in time"}, "b",
+             "levels refine coarse to fine, so any prefix decodes the whole clip, coarser.",
+             {"a": "no level is silence on its own: every prefix decodes the whole clip.",
+              "c": "levels are not slices of time: each one covers every frame."}),
+    Question("Mimi decoded frame by frame gives the same audio as decoded all at once because",
+             {"a": "it is causal and keeps its state between calls", "b": "it decodes every "
+              "frame independently of the others", "c": "it waits for the end of the sentence "
+              "before it starts"}, "a",
+             "Mimi is causal and keeps its convolutions' tails and its transformers' caches "
+             "between calls.",
+             {"b": "decoded independently, chunks click at their edges (section 9).",
+              "c": "then it could not stream at all: CSM plays audio as frames arrive."}),
+    Question("What does the toy codec share with Mimi?",
+             {"a": "a codebook distilled from WavLM", "b": "the frame layout: 12.5 frames a "
+              "second, one code per level per frame, any first few levels decode",
+              "c": "a neural decoder"}, "b",
+             "it copies Mimi's frame layout and the RVQ prefix property; nothing else.",
+             {"a": "the toy codec has no semantic level: it never met WavLM.",
+              "c": "the toy codec has no network: Griffin-Lim rebuilds the audio."}),
+    Question("A codec that sounds right can score a low SI-SDR because",
+             {"a": "it rebuilds the sound's spectrum, not the exact waveform", "b": "SI-SDR is "
+              "measured in the wrong units", "c": "the codec delays the audio by one frame"},
+             "a", "SI-SDR compares waveforms sample by sample; a codec that rebuilds the sound, "
+             "not its exact phase, scores low on it even when it sounds right.",
+             {"b": "SI-SDR is in dB like the mel distance; units are not the issue.",
+              "c": "a delay is not what lowered it here: both codecs keep time aligned."}),
+])
+show_quiz, check_quiz = QUIZ.show, QUIZ.check        # check_quiz({1: "a", ...})
+QUIZ.register(SOLUTIONS, hint="Each question points back to a section: 1 to 8 (the picture of "
+              "Mimi), 2 and 5 to 6 (hearing the levels), 3 to 9 (streaming), 4 to 1 (the toy "
+              "codec).")

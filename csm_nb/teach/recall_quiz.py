@@ -89,5 +89,7 @@ class Quiz:
                              f"{', '.join(q.choices)}.")
         print("\n".join(lines))
         total = len(self.questions)
+        exercise = self.name.rpartition(".")[2]
         return verdict(right == total, f"{total} of {total}.",
-                       f"{right} of {total} right; the lines above say what to reread.")
+                       f"{right} of {total} right; the lines above say what to reread. Stuck? "
+                       f"lesson.hint('{exercise}'), then lesson.solution('{exercise}').")

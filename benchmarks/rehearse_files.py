@@ -30,6 +30,7 @@ import torch
 
 import csm_nb
 from csm_nb import data
+from csm_nb.reference.hf_csm import config_json_fields
 from csm_nb.speech.prompts import PROMPTS
 
 CSM_REPO, MIMI_REPO, TOKENIZER_MIRROR = ("sesame/csm-1b", "kyutai/moshiko-pytorch-bf16",
@@ -40,23 +41,6 @@ COMMIT = "0" * 40                                             # the fake cache's
 
 def folder_name(repo: str) -> str:
     return repo.replace("/", "--")
-
-
-def hf_config(cfg: csm_nb.CSMConfig) -> dict:
-    """config.json as transformers' CsmConfig writes it (what csm_nb reads sizes from)."""
-    b, d = cfg.backbone, cfg.decoder
-    return {"model_type": "csm", "architectures": ["CsmForConditionalGeneration"],
-            "hidden_size": b.embed_dim, "num_hidden_layers": b.num_layers,
-            "num_attention_heads": b.num_heads, "num_key_value_heads": b.num_kv_heads,
-            "intermediate_size": b.intermediate_dim, "max_position_embeddings": b.max_seq_len,
-            "rope_theta": b.rope_base, "rms_norm_eps": b.norm_eps,
-            "vocab_size": cfg.audio_vocab_size, "text_vocab_size": cfg.text_vocab_size,
-            "num_codebooks": cfg.num_codebooks,
-            "depth_decoder_config": {
-                "hidden_size": d.embed_dim, "num_hidden_layers": d.num_layers,
-                "num_attention_heads": d.num_heads, "num_key_value_heads": d.num_kv_heads,
-                "intermediate_size": d.intermediate_dim, "max_position_embeddings": 33,
-                "rope_theta": d.rope_base, "rms_norm_eps": d.norm_eps}}
 
 
 def llama_tokenizer_json() -> Path | None:
@@ -81,7 +65,7 @@ def write_csm(folder: Path, cfg: csm_nb.CSMConfig, device: torch.device, seed: i
     del model
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_config(cfg), indent=1))
+    (folder / "config.json").write_text(json.dumps(config_json_fields(cfg), indent=1))
     return {"params": sum(v.numel() for v in state.values()),
             "bytes": (folder / "model.safetensors").stat().st_size}
 

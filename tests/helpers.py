@@ -61,18 +61,8 @@ def mixed_prompt(tokenizer, num_codebooks=32, frames=5, seed=0):
 
 def hf_config_json(cfg: csm_nb.CSMConfig) -> dict:
     """config.json fields as transformers' CsmConfig writes them."""
-    b, d = cfg.backbone, cfg.decoder
-    return {"model_type": "csm", "hidden_size": b.embed_dim, "num_hidden_layers": b.num_layers,
-            "num_attention_heads": b.num_heads, "num_key_value_heads": b.num_kv_heads,
-            "intermediate_size": b.intermediate_dim, "max_position_embeddings": b.max_seq_len,
-            "rope_theta": b.rope_base, "rms_norm_eps": b.norm_eps,
-            "vocab_size": cfg.audio_vocab_size, "text_vocab_size": cfg.text_vocab_size,
-            "num_codebooks": cfg.num_codebooks,
-            "depth_decoder_config": {
-                "hidden_size": d.embed_dim, "num_hidden_layers": d.num_layers,
-                "num_attention_heads": d.num_heads, "num_key_value_heads": d.num_kv_heads,
-                "intermediate_size": d.intermediate_dim, "max_position_embeddings": 33,
-                "rope_theta": d.rope_base, "rms_norm_eps": d.norm_eps}}
+    from csm_nb.reference.hf_csm import config_json_fields
+    return config_json_fields(cfg)
 
 
 def save_state(path, module: torch.nn.Module, extra: dict | None = None) -> dict:

@@ -2,6 +2,7 @@
 answers; this file holds the machinery that proves they accept right ones (`make test` runs
 every notebook with its answer cells filled and strict checks on) and keeps it honest."""
 
+import ast
 import json
 from pathlib import Path
 
@@ -49,3 +50,21 @@ def test_every_answer_cell_has_a_right_answer_to_fill_in(path):
         if key is not None:
             lesson, _, name = key.partition(".")
             assert lessons[lesson].answer_cell(name).strip(), key
+
+
+EXERCISES = [(lesson, name) for lesson, sol in solutions().items() for name in sorted(sol)]
+
+
+@pytest.mark.parametrize("lesson, name", EXERCISES, ids=[f"{a}.{b}" for a, b in EXERCISES])
+def test_every_exercise_has_a_hint_a_solution_and_a_checked_answer_cell(capsys, lesson, name):
+    """A nudge first, then the worked answer (not the same text), and a right answer cell
+    that ends by calling the lesson's checker."""
+    sol = solutions()[lesson]
+    sol.hint(name)
+    nudge = capsys.readouterr().out.strip()
+    sol.show(name)
+    worked = capsys.readouterr().out.strip()
+    assert nudge and worked and nudge != worked
+    last = ast.parse(sol.answer_cell(name)).body[-1]
+    call = last.value if isinstance(last, (ast.Expr, ast.Assign)) else None
+    assert isinstance(call, ast.Call) and ast.unparse(call.func).startswith("lesson.check_")

@@ -3,7 +3,6 @@ kindly and name the likely mistake (a hint before the solution), an untouched ce
 answered yet"; every exercise has a hint, a worked solution and a right answer cell; the
 figures and the voice meter work on the tiny generator and the shipped toy corpus."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -137,17 +136,6 @@ def test_quiz(capsys):
     lesson.show_quiz()
     assert "5. " in capsys.readouterr().out
 
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_every_exercise_has_a_hint_a_solution_and_a_right_answer_cell(capsys, name):
-    lesson.hint(name)
-    nudge = capsys.readouterr().out.strip()
-    lesson.solution(name)
-    worked = capsys.readouterr().out.strip()
-    assert nudge and worked and nudge != worked
-    last = ast.parse(lesson.SOLUTIONS.answer_cell(name)).body[-1]
-    assert isinstance(last, ast.Expr) and ast.unparse(last.value.func).startswith(
-        "lesson.check_")
 
 
 def test_the_figures_draw_on_the_tiny_generator(gen):

@@ -84,6 +84,26 @@ def _llama3_rope(cfg: LlamaConfig, original_max_position_embeddings: int) -> dic
     }
 
 
+def config_json_fields(cfg: CSMConfig) -> dict:
+    """config.json as transformers' CsmConfig writes it into a checkpoint folder: what
+    csm_nb.loading.weights.config_from_json reads the sizes from. (hf_config below builds
+    the transformers object itself.)"""
+    b, d = cfg.backbone, cfg.decoder
+    return {"model_type": "csm", "architectures": ["CsmForConditionalGeneration"],
+            "hidden_size": b.embed_dim, "num_hidden_layers": b.num_layers,
+            "num_attention_heads": b.num_heads, "num_key_value_heads": b.num_kv_heads,
+            "intermediate_size": b.intermediate_dim, "max_position_embeddings": b.max_seq_len,
+            "rope_theta": b.rope_base, "rms_norm_eps": b.norm_eps,
+            "vocab_size": cfg.audio_vocab_size, "text_vocab_size": cfg.text_vocab_size,
+            "num_codebooks": cfg.num_codebooks,
+            "depth_decoder_config": {
+                "hidden_size": d.embed_dim, "num_hidden_layers": d.num_layers,
+                "num_attention_heads": d.num_heads, "num_key_value_heads": d.num_kv_heads,
+                "intermediate_size": d.intermediate_dim,
+                "max_position_embeddings": cfg.num_columns,   # 33: the frame's positions
+                "rope_theta": d.rope_base, "rms_norm_eps": d.norm_eps}}
+
+
 def small_codec_config():
     """A tiny random Mimi that still turns 1920 samples into one frame of 32 codebooks."""
     from transformers import MimiConfig

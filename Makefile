@@ -13,7 +13,8 @@ export PATH := $(BIN):$(PATH)
 OFFLINE_ENV := HF_HUB_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 TEST_ENV := CSM_NB_MODE=tiny $(OFFLINE_ENV)
 
-.PHONY: venv run lab demo test test-fast bench rehearse rehearse-wheels clean
+.PHONY: venv run lab demo test test-fast bench rehearse rehearse-wheels toy-corpus toy-codes \
+        toy-model toy-eval clean
 
 venv: $(STAMP)
 
@@ -78,6 +79,27 @@ rehearse-wheels:
 	PIP_CONSTRAINT= $(REHEARSE_PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp $(WHEEL_PLATFORMS) -d .whl -r benchmarks/rehearse-wheels.txt
 	@echo "$$(ls .whl/*.whl | wc -l) wheels, $$(du -sh .whl | cut -f1) in .whl/ (a device run carries 64 MiB in all)"
+
+# The toy model (csm_nb/data/toy/README.md). Only toy-corpus needs espeak-ng; toy-model and
+# toy-eval start from what ships (the codes, the codec, the evaluation items), so on a fresh
+# clone `make toy-model` retrains the shipped toy CSM (about 100 min on one core).
+TOY_ENV := OMP_NUM_THREADS=1
+toy-corpus: venv
+	$(TOY_ENV) $(BIN)/python -m csm_nb.training.toy.corpus --out results/toy/corpus
+
+# The shipped codec encodes the rendered corpus (no refit: the shipped codes come out again).
+toy-codes: venv
+	$(TOY_ENV) $(BIN)/python -m csm_nb.training.toy.codec_fit --corpus results/toy/corpus \
+	  --codec csm_nb/data/toy/toy_codec.safetensors --out results/toy/codes
+
+toy-model: venv
+	$(TOY_ENV) $(BIN)/python -m csm_nb.training.toy.recipe --out results/toy/model
+
+# The full table needs the rendered corpus (make toy-corpus); MODEL= evaluates another file.
+MODEL ?=
+toy-eval: venv
+	$(TOY_ENV) $(BIN)/python benchmarks/eval_toy.py --sampling --out results/toy/eval.json \
+	  $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -129,11 +129,13 @@ def tiny_model(config: CSMConfig | None = None, device=None, dtype=None, seed: i
 TOY_MODEL = "toy/toy_csm.safetensors"       # under csm_nb/data
 
 
-def save_toy_model(model: CSM, path, extra: dict | None = None) -> None:
+def save_toy_model(model: CSM, path, extra: dict | None = None, half: bool = False) -> None:
     """Weights as safetensors with the config as metadata. The text table keeps Llama-3's
     128,256 rows (so BOS/EOS keep their ids), but the toy's byte tokenizer reads only the
     258 rows of bytes, BOS and EOS: only those are stored (the full table would be most of
-    the file). `extra`: more metadata (JSON-able), e.g. how it was trained."""
+    the file). `extra`: more metadata (JSON-able), e.g. how it was trained. `half`: float16
+    weights, half the size (what ships; toy_model loads them as float32); the 258 text rows
+    (264 kB) stay float32."""
     from safetensors.torch import save_file
 
     from .tokenizer import BOS_ID, BYTE_IDS, EOS_ID
@@ -141,6 +143,9 @@ def save_toy_model(model: CSM, path, extra: dict | None = None) -> None:
     ids = torch.cat([torch.arange(BYTE_IDS), torch.tensor([BOS_ID, EOS_ID])])
     state["text_embeddings.weight"] = state["text_embeddings.weight"][ids].contiguous()
     state["text_embeddings.ids"] = ids
+    if half:
+        state = {k: v.half() if v.is_floating_point() and k != "text_embeddings.weight" else v
+                 for k, v in state.items()}
     c = model.config
     meta = {"config": json.dumps({"backbone": asdict(c.backbone), "decoder": asdict(c.decoder),
                                   **{k: getattr(c, k) for k in _TOP_FIELDS}})}

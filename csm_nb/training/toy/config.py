@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.config import AUDIO_SPECIAL_IDS, CSMConfig, LlamaConfig
+from ...core.config import AUDIO_SPECIAL_IDS, CSMConfig, LlamaConfig
 
 
 def toy_csm_config(num_codebooks: int = 8, codebook_size: int = 128, width: int = 128,

@@ -68,6 +68,15 @@ from csm_nb.training.toy.codes import (CODEC_FILE, ToyCorpus, one_thread,  # noq
                                        read_manifest, read_wav)
 
 ITEMS = ROOT / "benchmarks" / "toy_eval" / "items.json"
+ABOUT = ("benchmarks/eval_toy.py on the shipped toy CSM: 20 lines per training voice from its "
+         "training sentences (train), 20 unseen sentences per training voice (heldout), 40 unseen "
+         "sentences in the held-out voice H given only as context (heldout_voice). standard: "
+         "identified among the truth and 19 other sentences by DTW over log-mel (chance 5%); "
+         "one_word: among the truth and 19 one-word variants (chance 5%); pairwise: share of "
+         "one-word variants the output is closer to the truth than to (chance 50%); voice: "
+         "closer to the context voice's renderings than to the other voices' (chance 1 in 7); "
+         "stopped: ended by the model's own stop frame within 1.5x the true length; length: "
+         "generated / true length.")
 CORPUS = ROOT / "results" / "toy" / "corpus"
 MEL_BANDS = 40                  # enough for formants; DTW cost grows with it
 MEL_FMIN, MEL_FMAX = 50.0, 8000.0   # speech band (espeak-ng renders up to 11 kHz)
@@ -287,7 +296,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sampling", action="store_true", help="also sample (t=0.9, top-k 50)")
     ap.add_argument("--systems", default="trained,random,ceiling")
     ap.add_argument("--save-wavs", type=int, default=0, help="WAVs of the first N lines")
-    ap.add_argument("--out", default=None, help="results JSON (default: none)")
+    ap.add_argument("--out", default=None, help="results JSON, every line (default: none)")
+    ap.add_argument("--summary", default=None, help="the means only, as shipped beside the "
+                    "model (csm_nb/data/toy/evaluation.json, which notebook 05 shows)")
+    ap.add_argument("--name", default=None, help="the model's name in --summary")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     one_thread()
@@ -334,6 +346,14 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"model": args.model or "shipped", "seconds": seconds, "results": all_results}
     if args.out:
         Path(args.out).write_text(json.dumps(report) + "\n")
+    if args.summary:
+        means = {system: {group: {k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in r.items() if k != "per_line"}
+                          for group, r in results.items()}
+                 for system, results in all_results.items()}
+        summary = {"about": ABOUT, "model": args.name or Path(args.model or "toy_csm").name,
+                   "results": means}
+        Path(args.summary).write_text(json.dumps(summary, indent=1) + "\n")
     return report
 
 

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CI_REFS = ROOT / "benchmarks" / "toy_eval" / "refs_ci.safetensors"
 TRAINING_LOG = "toy/training.json"
 
-# The floor for training sentences (greedy, the full evaluation: 120 lines).
-FLOOR = {"standard": 0.90, "stopped": 0.95}
+# The floor for training sentences (greedy). On the full evaluation (120 lines) the shipped
+# model scores ident 100%, voice 93% (short of 95%: csm_nb/data/toy/README.md), stop 100%; on
+# the 7 committed lines it meets all three, so a change that costs one of them fails here.
+FLOOR = {"standard": 0.90, "voice": 0.95, "stopped": 0.95}
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +108,10 @@ def test_the_shipped_model_meets_the_floor_on_the_ci_subset():
         assert trained[key] >= floor, (key, trained[key])
         assert chance[key] < floor, (key, chance[key])
     assert 0.8 <= trained["length"] <= 1.25
-    # every line of every group ends by the model's own stop frame
+    # every line of every group ends by the model's own stop frame, and unseen sentences are
+    # identified as well as seen ones (the shipped model: 7 of 7 in every group)
     for group in report["results"]["trained greedy"].values():
-        assert group["stopped"] == 1.0
-    assert trained["voice"] >= 0.85, trained["voice"]
+        assert group["stopped"] == 1.0 and group["standard"] >= FLOOR["standard"]
 
 
 def test_without_espeak_the_makers_say_how_to_get_it(monkeypatch):

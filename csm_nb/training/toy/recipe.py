@@ -85,7 +85,7 @@ class Stage:
 STAGES = (
     Stage("base", 1800, 2e-3, 100, 1 / 8, False, 16_000),     # 68 min here (2 cores shared)
     Stage("tune", 300, 5e-4, 20, 1 / 4, True, None),          # 10 min
-    Stage("tune2", 600, 5e-4, 20, 1 / 4, True, None),         # 20 min
+    Stage("tune2", 600, 5e-4, 20, 1 / 4, True, None),         # 19 min
 )
 
 
@@ -170,8 +170,11 @@ def run_stage(stage: Stage, corpus: ToyCorpus, model, out: Path, seed: int = SEE
     best_loss, best_step, best_state = meter.best
     model.load_state_dict(best_state)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"stage": asdict(stage), "batch": BATCH, "turns": TURNS, "seed": seed,
-                "step": best_step, "text": "bytes (tiny_tokenizer), frozen random text table"}
+    settings = {"stage": stage.name, "steps": stage.steps, "batch": BATCH, "lr": stage.lr,
+                "warmup": stage.warmup, "decoder_fraction": stage.decoder_fraction,
+                "last_turn_only": stage.last_turn_only, "turns": TURNS, "seed": seed,
+                "train_clips": clips, "step": best_step,
+                "text": "bytes (tiny_tokenizer), frozen random text table"}
     save_toy_model(model, out / "toy_csm_fp32.safetensors", settings)
     save_toy_model(model, out / "toy_csm.safetensors", settings, half=True)
     log = {"settings": settings, "threads": torch.get_num_threads(),
@@ -214,12 +217,16 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--init {args.init} has another config than this recipe: "
                              f"{start.config}")
         model = start
+    logs = {}
     for name in chosen:
         stage = known[name]
         if args.steps is not None:
             stage = Stage(**{**asdict(stage), "steps": args.steps,
                              "warmup": min(stage.warmup, args.steps // 5)})
         model = run_stage(stage, corpus, model, Path(args.out) / name, args.seed)
+        logs[name] = json.loads((Path(args.out) / name / "train_log.json").read_text())
+    # every stage's log in one file, as shipped beside the model (csm_nb/data/toy/training.json)
+    (Path(args.out) / "training.json").write_text(json.dumps(logs) + "\n")
 
 
 if __name__ == "__main__":

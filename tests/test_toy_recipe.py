@@ -93,6 +93,21 @@ def test_the_recipe_repeats_the_shipped_training_log(shipped):
     assert history.total[::10] == log["steps_log"]["total"][:2]
 
 
+def test_the_recipe_is_the_shipped_models_recipe(shipped):
+    """Every stage the shipped model went through, with its settings, is a stage of the recipe
+    in the same order (so `make toy-model` retrains this model, not another)."""
+    log = json.loads(data.path(TRAINING_LOG).read_text())
+    assert list(log) == [s.name for s in recipe.STAGES]
+    all_train = len(shipped.where("train"))
+    for stage in recipe.STAGES:
+        settings = log[stage.name]["settings"]
+        assert (settings["steps"], settings["lr"], settings["warmup"],
+                settings["decoder_fraction"], settings["last_turn_only"], settings["batch"],
+                settings["seed"], settings["train_clips"]) == (
+            stage.steps, stage.lr, stage.warmup, stage.decoder_fraction, stage.last_turn_only,
+            recipe.BATCH, recipe.SEED, stage.train_sentences or all_train), stage.name
+
+
 def test_the_shipped_model_meets_the_floor_on_the_ci_subset():
     """benchmarks/eval_toy.py as its docstring runs it without the corpus: 7 lines per group.
     Training sentences must clear the issue's floor; the random model of the same size (same

@@ -69,9 +69,9 @@ def test_depth_loop_blank_junk_and_strict(model, last_h, capsys, monkeypatch):
         ...
 
     with torch.inference_mode():
-        assert lesson.check_depth_loop(blank, model, last_h) is False
+        assert lesson.check_depth_loop(blank, model, last_h) is None
         assert "Not answered yet" in capsys.readouterr().out
-        assert lesson.check_depth_loop(None, model, last_h) is False
+        assert lesson.check_depth_loop(None, model, last_h) is None
         assert "Not answered yet" in capsys.readouterr().out
         for junk, said in ((lambda *a: 1 / 0, "ZeroDivisionError"),
                            (lambda *a: torch.zeros(3, dtype=torch.long), "8 integer codes"),
@@ -102,7 +102,7 @@ def test_quiz_right_partial_wrong_and_blank(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "2: not answered yet" in out and "4: not a. that is T > 1." in out
     assert "'z' is not a choice" in out and "3 of 6 right" in out
-    assert lesson.check_quiz({n: None for n in right}) is False
+    assert lesson.check_quiz({n: None for n in right}) is None
     assert "Not answered yet" in capsys.readouterr().out
     with pytest.raises(TypeError, match="dict"):
         lesson.check_quiz(["a", "b"])

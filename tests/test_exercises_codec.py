@@ -45,14 +45,14 @@ def rvq_decode(codes, codebooks, n):
                                    lesson.check_rvq_decoder, lesson.check_quiz])
 @pytest.mark.parametrize("blank", [None, ...])
 def test_blanks_are_not_answered_yet(capsys, check, blank):
-    assert "Not answered yet" in verdict(capsys, False, check, blank)
+    assert "Not answered yet" in verdict(capsys, None, check, blank)
 
 
 @pytest.mark.parametrize("check, template", [(lesson.check_rvq_encoder, placeholder_encoder),
                                              (lesson.check_rvq_decoder, placeholder_decoder),
                                              (lesson.check_quiz, BLANK_QUIZ)])
 def test_the_untouched_templates_are_not_answered_yet(capsys, check, template):
-    out = verdict(capsys, False, check, template)
+    out = verdict(capsys, None, check, template)
     assert "Not answered yet" in out and "Not yet." not in out
 
 

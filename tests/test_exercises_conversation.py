@@ -62,7 +62,7 @@ def test_the_notebook_cells_are_the_exercises_tested():
     (lesson.check_segment_rows, None), (lesson.check_context_room, None),
     (lesson.check_speaker_prefix, None), (lesson.check_quiz, {1: None, 2: None})])
 def test_blanks_are_not_answered_yet(capsys, check, blank):
-    assert "Not answered yet" in verdict(capsys, False, check, blank)
+    assert "Not answered yet" in verdict(capsys, None, check, blank)
 
 
 def test_the_untouched_function_templates_are_not_answered_yet(capsys, gen):
@@ -71,8 +71,8 @@ def test_the_untouched_function_templates_are_not_answered_yet(capsys, gen):
 
     def stream_decode(codec, frames, chunk_frames):
         ...
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_pack_prompt, pack, gen)
-    out = verdict(capsys, False, lesson.check_stream_decoder, stream_decode, gen, LINE,
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_pack_prompt, pack, gen)
+    out = verdict(capsys, None, lesson.check_stream_decoder, stream_decode, gen, LINE,
                   max_audio_length_ms=800)
     assert "Not answered yet" in out
 

@@ -58,11 +58,11 @@ def test_cache_write_names_the_mistake(capsys):
 
 
 def test_cache_write_blank_and_wrong_kind(capsys):
-    assert "Not answered yet" in said(capsys, False, lesson.check_cache_write, None)
+    assert "Not answered yet" in said(capsys, None, lesson.check_cache_write, None)
 
     def blank(cache, new, positions):
         ...
-    assert "Not answered yet" in said(capsys, False, lesson.check_cache_write, blank)
+    assert "Not answered yet" in said(capsys, None, lesson.check_cache_write, blank)
     with pytest.raises(TypeError, match="write_cache"):
         lesson.check_cache_write("index_copy_")
 
@@ -88,7 +88,7 @@ def test_stop_flags_names_the_mistake(capsys):
                      (lambda d, f: ~d, "done_new = done_old OR"),
                      (lambda d, f: 1 / 0, "ZeroDivisionError")):
         assert hint in said(capsys, False, lesson.check_stop_flags, fn)
-    assert "Not answered yet" in said(capsys, False, lesson.check_stop_flags, None)
+    assert "Not answered yet" in said(capsys, None, lesson.check_stop_flags, None)
 
 
 def test_strict_checks_fail_a_wrong_answer(monkeypatch):

@@ -66,13 +66,13 @@ def test_untouched_templates_are_not_answered_yet(capsys, model, batch):
     def train_step(model, optimizer, tokens, mask, max_norm=1.0):
         ...
     _, tokens, mask = batch
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_csm_loss, my_csm_loss,
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_csm_loss, my_csm_loss,
                                          model, tokens, mask)
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_train_step, train_step,
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_train_step, train_step,
                                          model, tokens, mask)
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_target_rows, None, 3, 4)
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_chance_loss, None, 131)
-    assert "Not answered yet" in verdict(capsys, False, lesson.check_voice_source, None)
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_target_rows, None, 3, 4)
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_chance_loss, None, 131)
+    assert "Not answered yet" in verdict(capsys, None, lesson.check_voice_source, None)
 
 
 def test_csm_loss_accepts_the_solution_and_names_mistakes(capsys, model, batch):

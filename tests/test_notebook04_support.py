@@ -56,7 +56,7 @@ def test_official_host_syncs_golden():
                                    lesson.check_first_audio_ms])
 @pytest.mark.parametrize("blank", [None, ...])
 def test_blanks_are_not_answered_yet(capsys, check, blank):
-    assert "Not answered yet" in verdict(capsys, False, check, blank)
+    assert "Not answered yet" in verdict(capsys, None, check, blank)
 
 
 @pytest.mark.parametrize("check", [lesson.check_floor_ms, lesson.check_host_syncs,

@@ -68,7 +68,7 @@ def check_depth_loop(fn, model, last_h) -> bool:
     """Your `frame_codes(model, last_h [1, D], temperature, topk, g [K, 1, V]) -> [K] codes`
     against decode_frame on the same noise: sampled (several seeds) and greedy."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"frame_codes: expected a function, got {type(fn).__name__}")
     K, V = model.config.num_codebooks, model.config.audio_vocab_size
@@ -82,9 +82,9 @@ def check_depth_loop(fn, model, last_h) -> bool:
             try:   # the student's code may fail or return junk: report it, never crash
                 got = fn(model, last_h, temperature, topk, g)
                 if got is None:
-                    print("Not answered yet: your function returns None; return the frame's "
-                          f"{K} codes.")
-                    return False
+                    unanswered(None, fix="your function returns None; return the frame's "
+                          f"{K} codes")
+                    return None
                 got = _as_codes(got, K).to(device)
             except Exception as err:
                 return verdict(False, "", f"{how}: your function raised {type(err).__name__}:"

@@ -113,7 +113,7 @@ def check_context_seconds(answer, generation_seconds: float = 10.0, new_text_row
     `new_text_rows` text rows and may last `generation_seconds`, and the context is
     `num_segments` segments of `segment_text_rows` text rows each (2048 rows, 12.5 frames/s)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("seconds", answer)
     fr, L = FRAME_RATE, CSM_1B.max_seq_len
     frames = int(generation_seconds * 1000 / FRAME_MS)

@@ -135,7 +135,7 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = CSM_1B.num_codebooks) -
     """Your `segment_rows(tokenizer, text, speaker, codes [K, F]) -> (tokens, mask)` for one
     context segment (text rows, audio rows, the end row), against text_rows + audio_rows."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"segment_rows: expected a function, got {type(fn).__name__}")
     K, C = num_codebooks, num_codebooks + 1
@@ -150,8 +150,8 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = CSM_1B.num_codebooks) -
         try:   # the student's code may fail or return junk: report it, never crash the cell
             got = fn(tokenizer, text, speaker, codes.clone())
             if got is None:
-                print("Not answered yet: your function returns None; return (tokens, mask).")
-                return False
+                unanswered(None, fix="your function returns None; return (tokens, mask)")
+                return None
             tokens, mask = got
         except Exception as err:
             return verdict(False, "", f"{where} your function raised or returned something "
@@ -220,7 +220,7 @@ def _relative_error(got, want) -> float:
 def check_embed_rows(fn, model, tokens, mask) -> bool:
     """Your `embed(model, tokens [S, C], mask [S, C]) -> [S, D]`, against model.embed_rows."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"embed: expected a function, got {type(fn).__name__}")
     device = model.codebook0_head.weight.device
@@ -232,8 +232,8 @@ def check_embed_rows(fn, model, tokens, mask) -> bool:
         except Exception as err:
             return verdict(False, "", f"your function raised {type(err).__name__}: {err}")
         if got is None:
-            print("Not answered yet: your function returns None; return the [S, D] sums.")
-            return False
+            unanswered(None, fix="your function returns None; return the [S, D] sums")
+            return None
         got = torch.as_tensor(got).to(device)
         if got.shape != want.shape:
             return verdict(False, "", f"expected shape {tuple(want.shape)} (one "

@@ -203,7 +203,7 @@ def check_sampler(fn) -> bool:
     csm_nb.core.sampling: same support, same distribution (30k draws), greedy at topk=1, and
     reproducible with a fixed torch.Generator."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"sample: expected a function, got {type(fn).__name__}")
     logits = _sampler_logits()
@@ -218,9 +218,9 @@ def check_sampler(fn) -> bool:
             return verdict(False, "", f"with {case} your function raised "
                            f"{type(err).__name__}: {err}")
         if ids is None:
-            print("Not answered yet: your function returns None; return the ids, one per row "
-                  "of logits (a tensor of shape [B]).")
-            return False
+            unanswered(None, fix="your function returns None; return the ids, one per row "
+                  "of logits (a tensor of shape [B])")
+            return None
         ids, again = torch.as_tensor(ids), torch.as_tensor(again)
         if ids.shape != (_SAMPLER_DRAWS,) or ids.dtype.is_floating_point:
             return verdict(False, "", f"with {case}: expected {_SAMPLER_DRAWS} integer ids "

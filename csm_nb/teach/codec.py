@@ -97,7 +97,7 @@ def plot_waveform_frames(wav, sample_rate: int = SAMPLE_RATE, frame_rate: float 
 def check_num_frames(answer, seconds: float = 3.0) -> bool:
     """How many Mimi frames a clip of `seconds` gives: ceil(seconds * 24000 / 1920)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("num_frames", answer)
     samples = round(seconds * SAMPLE_RATE)
     right = math.ceil(samples / SAMPLES_PER_FRAME)
@@ -131,7 +131,7 @@ _OWN.answers["num_frames"] = (
 def check_bitrate(answer, num_codebooks: int = MIMI_CODEBOOKS) -> bool:
     """Mimi's bitrate in bits per second with `num_codebooks` levels (4400 for 32)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("bitrate", answer)
     right = FRAME_RATE * num_codebooks * CODE_BITS
     if math.isclose(value, right, rel_tol=1e-3):

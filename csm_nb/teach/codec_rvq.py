@@ -106,7 +106,7 @@ def _code_list(name: str, answer) -> list[int]:
 def check_rvq_codes(answer) -> bool:
     """The two RVQ codes of rvq_toy_problem()'s x, e.g. [c0, c1]."""
     if unanswered(answer):
-        return False
+        return None
     codes = _code_list("codes", answer)
     toy = rvq_toy_problem()
     right = rvq_encode_reference(toy["x"], toy["codebooks"])
@@ -164,7 +164,7 @@ def _problems(levels: int = _LEVELS):
 def check_rvq_encoder(fn) -> bool:
     """Your `rvq_encode(x, codebooks) -> list of K codes`, tried on random problems."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"rvq_encode: expected a function, got {type(fn).__name__}")
     for x, books in _problems():
@@ -172,8 +172,9 @@ def check_rvq_encoder(fn) -> bool:
         try:   # the student's code may fail or return junk: report it, never crash the cell
             result = fn(x.copy(), [b.copy() for b in books])
             if result is None and untouched(fn):
-                unanswered(None)                 # the body is still `...`
-                return False
+                unanswered(None, fix="write the function's body (it is still `...`) and run "
+                                 "the cell")
+                return None
             if result is None:
                 return verdict(False, "", "your function returned None; return the list of "
                                "codes, one per codebook." + stuck("rvq_encoder"))
@@ -249,7 +250,7 @@ def check_rvq_decoder(fn) -> bool:
     """Your `rvq_decode(codes, codebooks, n) -> vector [D]`, the sum of the entries the first
     n codes pick, tried on random problems for every n."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"rvq_decode: expected a function, got {type(fn).__name__}")
     levels = _LEVELS + 1
@@ -261,8 +262,9 @@ def check_rvq_decoder(fn) -> bool:
             try:   # never crash the cell on the student's code
                 result = fn(list(codes), [b.copy() for b in books], n)
                 if result is None and untouched(fn):
-                    unanswered(None)             # the body is still `...`
-                    return False
+                    unanswered(None, fix="write the function's body (it is still `...`) and run "
+                               "the cell")
+                    return None
                 if result is None:
                     return verdict(False, "", f"{where} your function returned None; return "
                                    "the decoded vector." + stuck("rvq_decoder"))

@@ -243,10 +243,13 @@ def verdict(ok: bool, good: str, bad: str) -> bool:
     return ok
 
 
-def unanswered(answer) -> bool:
-    """True (after saying so) while the answer is still the placeholder None or `...`."""
+def unanswered(answer, fix: str = "replace the None (or ...) with your answer and run the "
+               "cell") -> bool:
+    """True (after saying so, with `fix`) while the answer is still the placeholder None or
+    `...`. A checker then returns None: no verdict yet, so Jupyter prints nothing under the
+    message (True = right and False = wrong are for answers)."""
     if answer is None or answer is Ellipsis:
-        print("Not answered yet: replace the None (or ...) with your answer and run the cell.")
+        print(f"Not answered yet: {fix}.")
         if _strict():
             raise AnswerRejected("an answer cell was left unanswered")
         return True

@@ -31,7 +31,7 @@ def _stuck(name: str) -> str:
 def check_speaker_prefix(answer, speaker: int = 1, text: str = "Nice to meet you.") -> bool:
     """The exact string CSM tokenizes for `speaker` saying `text`: "[1]Nice to meet you."."""
     if unanswered(answer):
-        return False
+        return None
     if not isinstance(answer, str):
         raise TypeError(f"prefix: expected a str, got {type(answer).__name__} {answer!r}")
     right = f"[{speaker}]{text}"
@@ -111,7 +111,7 @@ def plot_prompt_layout(gen, text: str, speaker: int, context=(),
 def check_pack_prompt(fn, gen) -> bool:
     """Your `pack(gen, text, speaker, context) -> (tokens, mask)` against gen.prompt_rows."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"pack: expected a function, got {type(fn).__name__}")
     rate = gen.sample_rate
@@ -123,9 +123,8 @@ def check_pack_prompt(fn, gen) -> bool:
         try:   # the student's code may fail or return junk: report it, never crash the cell
             got = fn(gen, text, speaker, context)
             if got is None:
-                print("Your pack(...) returns None: fill in its body.")
-                unanswered(None)
-                return False
+                unanswered(None, fix="your pack(...) returns None: fill in its body")
+                return None
             tokens, mask = got
         except Exception as err:
             return verdict(False, "", f"pack raised or returned something odd "
@@ -180,7 +179,7 @@ SOLUTIONS.hints["pack_prompt"] = (
 def check_segment_rows(answer, seconds: float = 3.0, text_tokens: int = 12) -> bool:
     """Rows one context segment costs: its text rows (incl. BOS/EOS), one per frame, +1."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("rows", answer)
     frames = math.ceil(round(seconds * SAMPLE_RATE) / SAMPLES_PER_FRAME)
     right = text_tokens + frames + 1
@@ -212,7 +211,7 @@ def check_context_room(answer, max_audio_length_ms: float = 10_000, text_rows: i
     """Rows left for context when the new line has `text_rows` rows and may last
     `max_audio_length_ms` (2048 - 20 - 125 = 1903 for the defaults)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("rows", answer)
     frames = int(max_audio_length_ms / FRAME_MS)
     right = max_seq_len - text_rows - frames

@@ -79,7 +79,7 @@ def check_stream_decoder(fn, gen, text: str, speaker: int = 0, context=(),
     loop would (then the all-zero end frame, then junk that must never be played), and
     compares your chunks with the stream's, chunk by chunk."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"stream_decode: expected a function, got {type(fn).__name__}")
     tokens, mask, max_frames = gen.prompt_rows(text, speaker, context, max_audio_length_ms)
@@ -93,9 +93,9 @@ def check_stream_decoder(fn, gen, text: str, speaker: int = 0, context=(),
     try:   # the student's code may fail or return junk: report it, never crash the cell
         out = fn(gen.codec, iter(frames), chunk_frames)
         if out is None:
-            print("Your stream_decode(...) returns None: fill in its body (it yields chunks).")
-            unanswered(None)
-            return False
+            unanswered(None, fix="your stream_decode(...) returns None: fill in its body (it "
+                                 "yields chunks)")
+            return None
         got = [torch.as_tensor(c).detach().cpu().reshape(-1) for c in out]
     except Exception as err:
         hint = ("codes for the codec are [K, f]: torch.stack(frames, dim=1)."

@@ -128,7 +128,7 @@ def check_floor_ms(answer, bandwidth_gb_s: float = _L4_GB_S, bytes_per_param: in
     """The bandwidth floor in ms per frame: bytes a frame must read / bytes per second.
     Defaults: CSM-1B in bf16 on an L4 (300 GB/s) -> 30.4 ms (30.6 ms with the KV cache)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("floor_ms", answer)
     c = config or CSM_1B
     params = params_per_frame(c)
@@ -230,7 +230,7 @@ def official_host_syncs(config: CSMConfig | None = None) -> int:
 def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
     """How many host syncs one frame of the official loop makes (145 for CSM-1B)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("host_syncs", answer)
     c = config or CSM_1B
     right = official_host_syncs(c)
@@ -290,7 +290,7 @@ def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
     """Time to first audio (ms) for a prefill of `prefill_ms`, `step_ms` per frame, chunks of
     `chunk_frames` frames and `decode_ms` per Mimi call (defaults: about an H100's)."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("first_audio_ms", answer)
     right = first_audio_ms(prefill_ms, step_ms, chunk_frames, decode_ms)
 

@@ -62,7 +62,7 @@ def check_cache_write(fn) -> bool:
     """Your `write_cache(cache [B, G, L, hd], new [B, G, S, hd], positions [S] int64)`:
     in place (same memory), no host sync, equal to `cache.index_copy_(2, positions, new)`."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"write_cache: expected a function, got {type(fn).__name__}")
     for cache, new, positions in _cache_cases():
@@ -79,8 +79,8 @@ def check_cache_write(fn) -> bool:
             return verdict(False, "", f"{where}, your function raised {type(err).__name__}: "
                            f"{err}. Hint: lesson.hint('cache_write').")
         if got is None:
-            print("Not answered yet: your function returns None; return the cache.")
-            return False
+            unanswered(None, fix="your function returns None; return the cache")
+            return None
         if _syncs(ops):
             return verdict(False, "", f"{where}, " + _READ_BACK.format(", ".join(_syncs(ops)))
                            + " Index with the position tensor itself.")
@@ -136,7 +136,7 @@ def check_stop_flags(fn) -> bool:
     """Your `update_done(done [B] bool, frame [B, K]) -> done [B]`: a row is done once it
     wrote an all-zero frame; no value may be read back to the host (OpCounter counts)."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"update_done: expected a function, got {type(fn).__name__}")
     for done, frame in _done_cases():
@@ -153,8 +153,8 @@ def check_stop_flags(fn) -> bool:
             return verdict(False, "", f"{where}, your function raised {type(err).__name__}: "
                            f"{err}. Hint: lesson.hint('stop_flags').")
         if got is None:
-            print("Not answered yet: your function returns None; return the new flags [B].")
-            return False
+            unanswered(None, fix="your function returns None; return the new flags [B]")
+            return None
         if _syncs(ops):
             return verdict(False, "", f"{where}, " + _READ_BACK.format(", ".join(_syncs(ops)))
                            + " Keep the flags a tensor and combine them with tensor ops.")

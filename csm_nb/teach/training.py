@@ -77,7 +77,7 @@ def check_target_rows(answer, context_frames: int, target_frames: int) -> bool:
     """How many rows of a two-turn conversation (context turn of `context_frames` frames,
     target turn of `target_frames`) are loss targets?"""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("rows", answer)
     right = context_frames + 1 + target_frames + 1
     if value == right:
@@ -105,7 +105,7 @@ def check_chance_loss(answer, num_bins: int) -> bool:
     """The codebook-0 loss of an untrained model that spreads its bets evenly over
     `num_bins` codes: ln(num_bins) nats."""
     if unanswered(answer):
-        return False
+        return None
     value = as_number("loss", answer)
     right = math.log(num_bins)
     if math.isclose(value, right, rel_tol=1e-2):
@@ -188,7 +188,7 @@ _VOICE_CHOICES = {
 def check_voice_source(answer) -> bool:
     """Multiple choice: what tells the trained toy CSM which voice to speak in?"""
     if unanswered(answer):
-        return False
+        return None
     if not isinstance(answer, str):
         raise TypeError(f"answer: expected one of {sorted(_VOICE_CHOICES)} as a string, got "
                         f"{type(answer).__name__} {answer!r}")

@@ -53,7 +53,7 @@ def check_csm_loss(fn, model, tokens, mask) -> bool:
     """Your `my_csm_loss(model, tokens, mask) -> (codebook-0 loss, decoder loss)` against
     csm_nb.training.csm_loss on the same batch (every frame through the decoder)."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"my_csm_loss: expected a function, got {type(fn).__name__}")
     K = model.config.num_codebooks
@@ -62,9 +62,8 @@ def check_csm_loss(fn, model, tokens, mask) -> bool:
         try:   # the student's code may fail or return junk: report it, never crash the cell
             got = fn(model, tokens, mask)
             if got is None:
-                print("Your my_csm_loss(...) returns None: fill in the two losses.")
-                unanswered(None)
-                return False
+                unanswered(None, fix="your my_csm_loss(...) returns None: fill in the two losses")
+                return None
             loss0, loss_dec = (float(x) for x in got)
         except Exception as err:
             return verdict(False, "", f"my_csm_loss raised or returned something odd "
@@ -148,7 +147,7 @@ def check_train_step(fn, model, tokens, mask, max_norm: float = 1.0) -> bool:
     """Your `train_step(model, optimizer, tokens, mask, max_norm) -> loss` against the
     reference, twice on copies of `model` (which itself is left untouched)."""
     if unanswered(fn):
-        return False
+        return None
     if not callable(fn):
         raise TypeError(f"train_step: expected a function, got {type(fn).__name__}")
     results = {}
@@ -162,9 +161,9 @@ def check_train_step(fn, model, tokens, mask, max_norm: float = 1.0) -> bool:
     try:   # the student's code may fail or return junk: report it, never crash the cell
         losses = [fn(mine, opt, tokens, mask, max_norm) for _ in range(_CHECK_STEPS)]
         if losses[0] is None:
-            print("Your train_step(...) returns None: fill it in and return the loss.")
-            unanswered(None)
-            return False
+            unanswered(None, fix="your train_step(...) returns None: fill it in and return "
+                                 "the loss")
+            return None
         losses = [float(x) for x in losses]
     except Exception as err:
         return verdict(False, "", f"train_step raised or returned something odd "

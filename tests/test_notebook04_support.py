@@ -47,7 +47,31 @@ def test_params_per_frame_golden_and_equal_to_profiling():
 
 def test_official_host_syncs_golden():
     assert lesson.official_host_syncs() == 145              # 16 + 31 x 4 + 4 + 1
-    assert lesson.official_host_syncs(csm_nb.CSMConfig.tiny()) == 2 + 31 * 2 + 5
+    assert lesson.official_host_syncs(csm_nb.CSMConfig.tiny()) == 2 + 31 * 2 + 2 + 1
+
+
+@pytest.mark.parametrize("backbone_layers, decoder_layers", [(2, 2), (1, 3)])
+def test_official_host_syncs_match_the_official_loop_counted(backbone_layers, decoder_layers):
+    """The formula the exercise checks equals the syncs counted in the official loop (torchtune)
+    per frame, for decoders of other depths too (the reset reads one .item() per layer)."""
+    pytest.importorskip("torchtune")
+    from csm_nb.core.profiling import OpCounter
+    from csm_nb.reference.official import OfficialCSM
+    base = csm_nb.CSMConfig.tiny()
+    cfg = lesson.csm_with_layers(backbone_layers, decoder_layers, base)
+    torch.manual_seed(0)
+    ref = OfficialCSM(cfg).eval()
+    ref.setup_caches(1)
+    tokens = torch.zeros(4, cfg.num_codebooks + 1, dtype=torch.long)
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    tokens[:, -1], mask[:, -1] = torch.tensor([128_000, 72, 105, 128_001]), True
+    counted = []
+    for frames in (1, 3):
+        with OpCounter() as ops:
+            codes = ref.generate(tokens, mask, frames, topk=1)
+        assert codes.shape[1] == frames                   # random weights: no stop frame
+        counted.append(ops.syncs)
+    assert (counted[1] - counted[0]) / 2 == lesson.official_host_syncs(cfg)
 
 
 # ------------------------------------------------------------------ checkers
@@ -85,13 +109,15 @@ def test_floor_ms(capsys):
 
 def test_host_syncs(capsys):
     assert "145" in verdict(capsys, True, lesson.check_host_syncs, 145)
-    verdict(capsys, True, lesson.check_host_syncs, 69, config=csm_nb.CSMConfig.tiny())
+    verdict(capsys, True, lesson.check_host_syncs, 67, config=csm_nb.CSMConfig.tiny())
     base = csm_nb.CSMConfig.csm_1b()
     bigger = replace(base, backbone=replace(base.backbone, num_layers=28),
                      decoder=replace(base.decoder, num_layers=8))
-    verdict(capsys, True, lesson.check_host_syncs, 281, config=bigger)
-    assert "once per codebook" in verdict(capsys, False, lesson.check_host_syncs, 28 + 8 + 5,
+    verdict(capsys, True, lesson.check_host_syncs, 285, config=bigger)
+    assert "once per codebook" in verdict(capsys, False, lesson.check_host_syncs, 28 + 8 + 9,
                                           config=bigger)
+    assert "not CSM-1B's 4" in verdict(capsys, False, lesson.check_host_syncs, 281,
+                                       config=bigger)
     assert "reset" in verdict(capsys, False, lesson.check_host_syncs, 140)
     assert "once per codebook" in verdict(capsys, False, lesson.check_host_syncs, 16 + 4 + 5)
     assert "K - 1" in verdict(capsys, False, lesson.check_host_syncs, 16 + 32 * 4 + 5)

@@ -42,7 +42,6 @@ _OWN = Solutions()               # this module's exercises; SOLUTIONS (at the en
 
 _L4_GB_S = 300.0                # NVIDIA L4 (a common cloud GPU, Colab's paid tier): GB/s
 _HALF_BYTES = 2                 # bytes per parameter in fp16 / bf16
-_RESET_SYNCS = 4                # official decoder.reset_caches(): four .item() reads per frame
 _STOP_SYNCS = 1                 # official stop test: `if torch.all(sample == 0)` once per frame
 
 # Ops in the figures: those that launch a kernel, views (no kernel), host syncs.
@@ -221,10 +220,12 @@ def csm_with_layers(backbone_layers: int, decoder_layers: int,
 def official_host_syncs(config: CSMConfig | None = None) -> int:
     """Blocking host syncs per frame in the official loop (145 for CSM-1B): torchtune's
     KVCache.update asserts on a device value in every attention call (the backbone's layers
-    once, the decoder's layers K-1 times), plus the decoder cache reset and the stop test."""
+    once, the decoder's layers K-1 times), the decoder cache reset reads `.item()` once per
+    decoder layer (KVCache.reset: `cache_pos -= self.size`, and `size` is an `.item()`), and
+    the stop test reads the frame once."""
     c = config or CSM_1B
     layer_calls = c.backbone.num_layers + (c.num_codebooks - 1) * c.decoder.num_layers
-    return layer_calls + _RESET_SYNCS + _STOP_SYNCS
+    return layer_calls + c.decoder.num_layers + _STOP_SYNCS
 
 
 def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
@@ -235,14 +236,16 @@ def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
     c = config or CSM_1B
     right = official_host_syncs(c)
     Lb, Ld, K = c.backbone.num_layers, c.decoder.num_layers, c.num_codebooks
-    extra = _RESET_SYNCS + _STOP_SYNCS
+    extra = Ld + _STOP_SYNCS                    # the reset's reads, one per decoder layer
     if value == right:
         return verdict(True, f"{Lb} backbone layers + {K - 1} depth steps x {Ld} decoder layers "
-                       f"+ {_RESET_SYNCS} reset reads + {_STOP_SYNCS} stop test = {right}: each "
+                       f"+ {Ld} reset reads + {_STOP_SYNCS} stop test = {right}: each "
                        "one drains the GPU queue before the CPU may go on.", "")
     if value == right - extra:
-        hint = (f"that is the layer asserts; the decoder cache reset reads .item() "
-                f"{_RESET_SYNCS} times and the stop test reads the frame once more.")
+        hint = (f"that is the layer asserts; the decoder cache reset reads .item() once per "
+                f"decoder layer ({Ld}) and the stop test reads the frame once more.")
+    elif value == right - Ld + 4:
+        hint = (f"the reset reads .item() once per decoder layer: {Ld} here, not CSM-1B's 4.")
     elif value == Lb + Ld + extra:
         hint = f"the depth decoder runs once per codebook 1..{K - 1}, every frame."
     elif value == Lb + K * Ld + extra:
@@ -257,9 +260,10 @@ def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
 
 _OWN["host_syncs"] = (
     "Per frame: the backbone's layers once, the decoder's layers once for each of codebooks\n"
-    "1..31, each attention call asserting on a device value; plus decoder.reset_caches() (4\n"
-    ".item() reads) and the stop test (1). CSM-1B: 16 + 31 x 4 + 5 = 145. A 28-layer backbone\n"
-    "with an 8-layer decoder: 28 + 31 x 8 + 5 = 281. The GPU idles after every one of them.")
+    "1..31, each attention call asserting on a device value; plus decoder.reset_caches() (one\n"
+    ".item() read per decoder layer) and the stop test (1). CSM-1B: 16 + 31 x 4 + 4 + 1 = 145.\n"
+    "A 28-layer backbone with an 8-layer decoder: 28 + 31 x 8 + 8 + 1 = 285. The GPU idles\n"
+    "after every one of them.")
 
 
 # ------------------------------------------------------------- context, streaming, batching (7-9)
@@ -369,10 +373,10 @@ _OWN.answers["floor_ms"] = (
 _OWN.hints["host_syncs"] = (
     "One sync per attention *call*: the backbone's layers run once per frame, the decoder's "
     "layers once per depth step (how many depth steps are there?). Then add the reset reads "
-    "and the stop test.")
+    "(one per decoder layer) and the stop test.")
 _OWN.answers["host_syncs"] = (
     "bigger = lesson.csm_with_layers(backbone_layers=28, decoder_layers=8)\n"
-    "host_syncs = 28 + 31 * 8 + 4 + 1   # backbone calls + 31 depth steps x 8 + reset + stop\n"
+    "host_syncs = 28 + 31 * 8 + 8 + 1   # backbone calls + 31 depth steps x 8 + reset + stop\n"
     "lesson.check_host_syncs(host_syncs, config=bigger)")
 _OWN.hints["first_audio_ms"] = (
     "Before the first chunk can play: the whole prompt is read once, then every frame of the "

@@ -72,6 +72,10 @@ def test_untouched_templates_are_not_answered_yet(capsys, model, batch):
                                          model, tokens, mask)
     assert "Not answered yet" in verdict(capsys, None, lesson.check_target_rows, None, 3, 4)
     assert "Not answered yet" in verdict(capsys, None, lesson.check_chance_loss, None, 131)
+    assert "Correct" in verdict(capsys, True, lesson.check_chance_loss, 4.875, 131)
+    # the measured untrained losses printed just above the question are near ln V, not it
+    assert "formula in V" in verdict(capsys, False, lesson.check_chance_loss, 4.913, 131)
+    assert "formula in V" in verdict(capsys, False, lesson.check_chance_loss, 4.882, 131)
     assert "Not answered yet" in verdict(capsys, None, lesson.check_voice_source, None)
 
 

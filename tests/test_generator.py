@@ -351,7 +351,7 @@ def test_exercise_checkers(gen, capsys):
     assert not ex.check_speaker_prefix("[1] Nice to meet you.")
     assert not ex.check_speaker_prefix(None)
     assert ex.check_segment_rows(51) and not ex.check_segment_rows(50)
-    assert ex.check_context_room(1903) and not ex.check_context_room(2048 - 125)
+    assert ex.check_context_room(1818) and not ex.check_context_room(2048 - 200)
     assert "spaces" in capsys.readouterr().out
 
     def pack(gen, text, speaker, context):

@@ -47,7 +47,7 @@ QUIZ = Quiz("conversation.quiz", [
          "c": "the seed was the same; only the context differed."}),
     Question(
         "The toy model follows voices A-F from a prompt, but not the held-out voice H. Why?",
-        {"a": "it learned six voices from a few hours of speech: it recognises which of those "
+        {"a": "it learned six voices, a few synthetic speakers: it recognises which of those "
          "a context is in, it never learned to copy a new one", "b": "H's prompt is too short",
          "c": "H was given the wrong speaker id"},
         "a", "Copying any voice takes many speakers in training (CSM-1B: about a million "

@@ -2,7 +2,10 @@
 Mimi, RVQ on the toy codec's frame vectors, two codecs' curves on one axis, and the lines that
 say which codec is which (the mode line must match what is loaded)."""
 
+import json
+import re
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from matplotlib.figure import Figure
 from csm_nb.audio.mimi_weights import load_codec
 from csm_nb.core.config import FRAME_RATE, MIMI_CODEBOOKS, SAMPLE_RATE
 from csm_nb.teach import codec as lesson
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_codec.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +79,39 @@ def test_each_codec_says_what_it_is(toy, codec, capsys):
     lesson.describe_codecs(codec, toy, toy)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0].strip() for line in lines] == ["mimi", "toy", "hear"]
-    assert lines[2].endswith("through toy in sections 2-7")
+    assert "sections 3-7 play and measure speech through toy" in lines[2]
+    assert "compares it with mimi" in lines[2] and lines[2].endswith("sections 8-9 (Mimi "
+                                                                     "inside, streaming) use mimi")
+    lesson.describe_codecs(codec, toy, codec)                 # real mode: hear is mimi
+    hear = capsys.readouterr().out.splitlines()[2]
+    assert "through mimi" in hear and "RVQ runs on the toy codec" in hear
+    assert "compares it with toy" in hear
     with pytest.raises(ValueError, match="codec.mode='auto'"):
         lesson.codec_summary(types.SimpleNamespace(mode="auto", num_codebooks=1,
                                                    codebook_size=2, frame_rate=12.5))
+
+
+def _notebook_sections():
+    """({number: title} of the numbered `## n.` headings, the intro's numbered list as
+    [(number, text)]), read from the stored notebook."""
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    headings = {int(n): title for s in sources
+                for n, title in re.findall(r"^## (\d+)\. (.+)$", s, flags=re.M)}
+    intro = [(int(n), text) for n, text in re.findall(r"^(\d+)\. (.+)$", sources[0], flags=re.M)]
+    return headings, intro
+
+
+def test_the_intro_lists_the_sections_in_order():
+    headings, intro = _notebook_sections()
+    assert [n for n, _ in intro] == sorted(headings) == list(range(1, len(headings) + 1))
+
+
+def test_the_codec_description_names_the_right_sections():
+    headings, _ = _notebook_sections()
+    first, last = lesson.HEAR_SECTIONS
+    assert "frames" in headings[first] and "codebook" in headings[last]
+    assert "levels" in headings[lesson.COMPARE_SECTION].lower()
+    first, last = lesson.MIMI_SECTIONS
+    assert "Mimi" in headings[first] and "Streaming" in headings[last]
+    assert last + 1 in headings and "Quiz" in headings[last + 1]

@@ -110,11 +110,3 @@ def test_quiz_right_partial_wrong_and_blank(capsys, monkeypatch):
     with pytest.raises(AnswerRejected):
         lesson.check_quiz({n: None for n in right})
 
-
-@pytest.mark.parametrize("name", ["build_rows", "embed_rows", "sampler", "depth_loop",
-                                  "context_seconds", "quiz"])
-def test_every_exercise_has_a_hint_a_solution_and_an_answer_cell(capsys, name):
-    lesson.hint(name)
-    lesson.solution(name)
-    assert capsys.readouterr().out.count("\n") >= 2
-    assert "lesson.check_" in lesson.SOLUTIONS.answer_cell(name)

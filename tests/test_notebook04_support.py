@@ -107,6 +107,34 @@ def test_floor_ms(capsys):
     assert "add the parameters" in verdict(capsys, False, lesson.check_floor_ms, 1.0)
 
 
+def test_floor_ms_of_the_notebooks_16_codebook_csm(capsys):
+    """The notebook asks for a CSM that no line of its table can be scaled to: CSM-1B's layers
+    with 16 codebooks (15 depth steps) on an L4."""
+    csm_16 = lesson.csm_with_codebooks(16)
+    assert (csm_16.num_codebooks, csm_16.backbone, csm_16.decoder) == (
+        16, lesson.CSM_1B.backbone, lesson.CSM_1B.decoder)
+    assert lesson.params_per_frame(csm_16) == 977_346_560 + 15 * 115_355_648
+    right = lesson.params_per_frame(csm_16) * 2 / 300e9 * 1000           # 18.05 ms
+    out = verdict(capsys, True, lesson.check_floor_ms, right, config=csm_16)
+    assert "18.1 ms" in out and "30.4 ms" in out and "read once" in out
+    verdict(capsys, True, lesson.check_floor_ms, 18.3, config=csm_16)     # with the KV cache
+    table_t4 = 28.67 * 320 / 300                 # the T4 line scaled to an L4: CSM-1B's floor
+    assert "32 codebooks" in verdict(capsys, False, lesson.check_floor_ms, table_t4,
+                                     config=csm_16)
+    assert "read once per frame whatever" in verdict(capsys, False, lesson.check_floor_ms,
+                                                     30.36 / 2, config=csm_16)
+    decoder_once = (977_346_560 + 115_355_648) * 2 / 300e9 * 1000
+    assert "runs once per codebook 1..15" in verdict(capsys, False, lesson.check_floor_ms,
+                                                     decoder_once, config=csm_16)
+    assert "seconds" in verdict(capsys, False, lesson.check_floor_ms, right / 1000,
+                                config=csm_16)
+    assert "2 bytes" in verdict(capsys, False, lesson.check_floor_ms, right / 2, config=csm_16)
+    with pytest.raises(ValueError, match="num_codebooks"):
+        lesson.csm_with_codebooks(1)
+    with pytest.raises(ValueError, match="num_codebooks"):
+        lesson.csm_with_codebooks(16.5)
+
+
 def test_host_syncs(capsys):
     assert "145" in verdict(capsys, True, lesson.check_host_syncs, 145)
     verdict(capsys, True, lesson.check_host_syncs, 67, config=csm_nb.CSMConfig.tiny())
@@ -235,3 +263,22 @@ def test_notebook_calls_only_what_exists(notebook):
     assert names
     for name in names:
         assert callable(getattr(lesson, name, None)), name
+
+
+def test_the_intro_lists_the_sections_in_order(notebook):
+    """The intro's numbered list is the numbered sections after the setup (section 0)."""
+    sources = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"]
+    sections = sorted(int(n) for s in sources for n in re.findall(r"^## (\d+)\. ", s, flags=re.M))
+    intro = [int(n) for n in re.findall(r"^(\d+)\. ", sources[0], flags=re.M)]
+    assert sections[0] == 0 and "section 0" in sources[0]
+    assert intro == sections[1:] == list(range(1, len(sections)))
+
+
+def test_the_floor_exercise_is_not_in_the_table(notebook):
+    """Your turn 1 asks for a GPU and a model that no line of the floor table can be scaled to."""
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    table = next("".join(c["source"]) for c in code if "GPU_GB_S = {" in "".join(c["source"]))
+    floor = next("".join(c["source"]) for c in code
+                 if c["metadata"].get("exercise") == "fast.floor_ms")
+    assert "L4" not in table
+    assert "lesson.csm_with_codebooks(16)" in floor and "config=csm_16" in floor

@@ -63,11 +63,22 @@ def codec_summary(codec) -> str:
                      "(real, tiny or toy)")
 
 
+# Where notebooks/01_codec.ipynb uses which codec, by section number (its headings must agree:
+# tests/test_codec_lesson.py): `hear` plays and measures speech from frames to codebook usage,
+# one section sets the two codecs side by side, and the last ones use `mimi` alone.
+HEAR_SECTIONS, COMPARE_SECTION, MIMI_SECTIONS = (3, 7), 6, (8, 9)
+
+
 def describe_codecs(mimi, toy, hear) -> None:
-    """Print what each codec of the notebook is, and which one it plays speech through."""
+    """Print what each codec of the notebook is, and which sections use which codec."""
     print(f"mimi : {codec_summary(mimi)}")
     print(f"toy  : {codec_summary(toy)}")
-    print(f"hear : speech goes through {'mimi' if hear is mimi else 'toy'} in sections 2-7")
+    name, other = ("mimi", "toy") if hear is mimi else ("toy", "mimi")
+    (first, last), (mimi_first, mimi_last) = HEAR_SECTIONS, MIMI_SECTIONS
+    rvq = "your RVQ runs on the toy codec in every mode; " if hear is mimi else ""
+    print(f"hear : {name}: sections {first}-{last} play and measure speech through {name} "
+          f"({rvq}section {COMPARE_SECTION} also compares it with {other}); sections "
+          f"{mimi_first}-{mimi_last} (Mimi inside, streaming) use mimi")
 
 
 # ------------------------------------------------------------------- frames (sections 3-4)

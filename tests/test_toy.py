@@ -84,3 +84,19 @@ def test_decoded_toy_audio_never_clips(toy):
                           generator=torch.Generator().manual_seed(0))
     audio = toy.codec.decode(codes)
     assert audio.abs().max() <= 10 ** (-1 / 20) + 1e-6
+
+
+def test_the_cli_gives_a_speaker_without_a_prompt_a_toy_voice(toy, tmp_path, capsys):
+    """`say` as its --help shows it, with no --prompt, in toy mode: the toy model only learned
+    lines after a voice's turn, so speaker 0 speaks in toy voice A (and is told so), exactly as
+    the same call with voice A's prompt given explicitly."""
+    from csm_nb.apps.cli import main
+    from csm_nb.audio.signal import read_wav
+    text = "My sister found the little red kite in the park."
+    out = tmp_path / "line.wav"
+    assert main(["say", text, "--mode", "toy", "--device", "cpu", "--seed", "0", "--quiet",
+                 "-o", str(out)]) in (0, None)
+    assert "speaker 0 has no prompt, so it speaks in toy_A" in capsys.readouterr().err
+    audio, _ = read_wav(out)
+    same = toy.generate(text, 0, [load_prompt("toy_A", speaker=0)], seed=0, progress=False)
+    assert audio.numel() == same.numel() and 0 < audio.numel() < 10_000 * 24   # its own stop

@@ -13,6 +13,10 @@ its transcript separated by `|`. Blank lines and `#` comments are skipped:
     A: Hey, how are you doing?
     B: Pretty good, pretty good.
 
+Without a prompt a speaker has no voice to follow. CSM-1B copes (it picks one); the toy model
+learned every line after a voice's turn, so in toy mode such a speaker gets a toy voice
+(speaker 0 toy_A, 1 toy_B, ...) and stderr says which.
+
 The WAV (mono, 16-bit, 24 kHz) is written atomically: nothing at the output path until the
 whole file is ready; an error or Ctrl-C leaves no partial file.
 """
@@ -170,7 +174,8 @@ def _say(args) -> None:
     if args.prompt:
         check_prompt_spec(args.prompt, "--prompt")
     gen = _load(args)
-    context = [load_prompt_spec(args.prompt, args.speaker, gen.mode)] if args.prompt else []
+    spec = args.prompt or _toy_default(gen.mode, args.speaker)
+    context = [load_prompt_spec(spec, args.speaker, gen.mode)] if spec else []
     audio = gen.generate(args.text, args.speaker, context, args.max_ms, args.temperature,
                          args.topk, args.seed, progress=not args.quiet)
     _write(args.output, audio, gen.sample_rate)
@@ -194,6 +199,10 @@ def _conversation(args) -> None:
         check_prompt_spec(spec, f"--prompt {item!r}")
         script.prompts[speaker] = spec
     gen = _load(args)
+    for speaker in sorted({speaker for speaker, _ in script.turns} - set(script.prompts)):
+        voice = _toy_default(gen.mode, speaker)
+        if voice:
+            script.prompts[speaker] = voice
     prompts = [load_prompt_spec(spec, s, gen.mode) for s, spec in sorted(script.prompts.items())]
     turns = gen.generate_conversation(script.turns, prompts, seed=args.seed,
                                       max_audio_length_ms=args.max_ms,
@@ -202,6 +211,17 @@ def _conversation(args) -> None:
     import torch
     audio = torch.cat([torch.zeros(0)] + [t.audio for t in turns if t.audio is not None])
     _write(args.output, audio, gen.sample_rate)
+
+
+def _toy_default(mode: str, speaker: int) -> str | None:
+    """In toy mode a speaker without a prompt gets a toy voice (and the user is told)."""
+    if mode != "toy":
+        return None
+    from ..speech.prompts import default_toy_voice
+    voice = default_toy_voice(speaker)
+    print(f"toy mode: speaker {speaker} has no prompt, so it speaks in {voice} (the toy model "
+          "learned every line after a voice's turn; choose one with --prompt)", file=sys.stderr)
+    return voice
 
 
 def _load(args):

@@ -109,6 +109,7 @@ def test_rvq_codes(capsys):
     assert "residual" in verdict(capsys, False, lesson.check_rvq_codes, [1, 0])  # x, not residual
     assert "level 0" in verdict(capsys, False, lesson.check_rvq_codes, [3, 1])
     assert "one code per codebook" in verdict(capsys, False, lesson.check_rvq_codes, [1])
+    assert "count from 0" in verdict(capsys, False, lesson.check_rvq_codes, [2, 2])  # 1-based
     with pytest.raises(TypeError, match="codes"):
         lesson.check_rvq_codes("one, one")
 

@@ -76,6 +76,8 @@ def test_untouched_templates_are_not_answered_yet(capsys, model, batch):
     # the measured untrained losses printed just above the question are near ln V, not it
     assert "formula in V" in verdict(capsys, False, lesson.check_chance_loss, 4.913, 131)
     assert "formula in V" in verdict(capsys, False, lesson.check_chance_loss, 4.882, 131)
+    assert "Correct" in verdict(capsys, True, lesson.check_chance_loss, 4.88, 131)   # rounded
+    assert "spare ids" in verdict(capsys, False, lesson.check_chance_loss, 4.852, 131)  # ln 128
     assert "Not answered yet" in verdict(capsys, None, lesson.check_voice_source, None)
 
 

@@ -118,6 +118,8 @@ def check_rvq_codes(answer) -> bool:
              for b in toy["codebooks"]]
     if len(codes) != len(right):
         hint = f"give one code per codebook ({len(right)} in all)."
+    elif codes == [c + 1 for c in right]:
+        hint = "codes count from 0: the first entry of a codebook is code 0."
     elif codes[0] != right[0]:
         hint = "level 0: which entry of codebook 0 is closest to x?"
     elif codes == naive:

@@ -216,9 +216,10 @@ def check_context_room(answer, max_audio_length_ms: float = 16_000, text_rows: i
     value = as_number("rows", answer)
     frames = int(max_audio_length_ms / FRAME_MS)
     right = max_seq_len - text_rows - frames
-    if value == right:
+    if value in (right, right - 1):             # the official code keeps one row spare
         return verdict(True, f"{max_seq_len} - {text_rows} text rows - {frames} frames "
-                       f"({max_audio_length_ms:g} ms / {FRAME_MS:g} ms) = {right} rows, "
+                       f"({max_audio_length_ms:g} ms / {FRAME_MS:g} ms) = {right} rows "
+                       f"({right - 1} in the official code, which keeps one row spare), "
                        f"about {right / FRAME_RATE:.0f} s of context audio if it were "
                        "all audio.", "")
     if value == max_seq_len - frames:

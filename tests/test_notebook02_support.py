@@ -311,7 +311,9 @@ def test_check_context_seconds(capsys):
                         (149.68 + 2 / 12.5, "end row"), (149.68 + 30 / 12.5, "own text rows"),
                         (5000, "at most")):
         assert lesson.check_context_seconds(wrong) is False
-        assert hint in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert hint in out       # and every "Not yet" points to the hint before the solution
+        assert out.index("lesson.hint('context_seconds')") < out.index("lesson.solution(")
     assert lesson.check_context_seconds(None) is None
     with pytest.raises(TypeError, match="seconds"):
         lesson.check_context_seconds("150 s")

@@ -14,7 +14,7 @@ import torch
 
 from ..core.frame_loop import decode_frame
 from ..core.sampling import draw_noise, gumbel, pick
-from .common import Solutions, unanswered, verdict
+from .common import Solutions, unanswered, verdict, wrong
 
 SOLUTIONS = Solutions()
 
@@ -87,19 +87,19 @@ def check_depth_loop(fn, model, last_h) -> bool:
                     return None
                 got = _as_codes(got, K).to(device)
             except Exception as err:
-                return verdict(False, "", f"{how}: your function raised {type(err).__name__}:"
-                               f" {err}. Hint: lesson.hint('depth_loop').")
+                return wrong("depth_loop", f"{how}: your function raised {type(err).__name__}:"
+                               f" {err}.")
             want = decode_frame(model, last_h, temperature, topk, noise)     # [1, K]
             if torch.equal(got, want):
                 continue
             for hint, knobs in _MISTAKES.items():
                 if torch.equal(got, _loop(model, last_h, temperature, topk, g, **knobs)):
-                    return verdict(False, "", f"{how}: {hint}.")
+                    return wrong("depth_loop", f"{how}: {hint}.")
             bad = int((got != want)[0].nonzero()[0])
             where = ("codebook 0 comes from model.codebook0_logits(last_h), picked with g[0]"
                      if bad == 0 else f"the codes agree up to codebook {bad - 1}; check step "
                      f"{bad}: its inputs, its positions (start) and its noise row g[{bad}]")
-            return verdict(False, "", f"{how}: first difference at codebook {bad}: {where}.")
+            return wrong("depth_loop", f"{how}: first difference at codebook {bad}: {where}.")
     return verdict(True, f"the same {K} codes as decode_frame, sampled and greedy: you wrote "
                    "the depth decoder's loop.", "")
 

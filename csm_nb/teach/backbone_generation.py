@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from ..core.config import AUDIO_SPECIAL_IDS, FRAME_MS, FRAME_RATE
 from ..core.profiling import OpCounter, best_seconds, count_flops
 from .backbone_sampling import entropy_bits
-from .common import CSM_1B, Solutions, as_number, new_figure, to_numpy, unanswered, verdict
+from .common import (CSM_1B, Solutions, as_number, new_figure, to_numpy, unanswered, verdict,
+                     wrong)
 
 SOLUTIONS = Solutions()
 
@@ -144,7 +145,7 @@ def check_context_seconds(answer, generation_seconds: float = 10.0, new_text_row
     else:
         hint = (f"start from {L} rows, subtract everything that is not context audio, and "
                 f"divide by {fr:g} rows per second.")
-    return verdict(False, "", f"{value:g} s: {hint}")
+    return wrong("context_seconds", f"{value:g} s: {hint}")
 
 
 SOLUTIONS.hints["context_seconds"] = (

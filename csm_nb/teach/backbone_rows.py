@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from ..core.config import MIMI_CODEBOOK_SIZE
 from ..core.rows import audio_rows, text_rows
-from .common import CSM_1B, Solutions, new_figure, to_numpy, unanswered, verdict
+from .common import CSM_1B, Solutions, new_figure, to_numpy, unanswered, verdict, wrong
 
 SOLUTIONS = Solutions()
 
@@ -154,10 +154,10 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = CSM_1B.num_codebooks) -
                 return None
             tokens, mask = got
         except Exception as err:
-            return verdict(False, "", f"{where} your function raised or returned something "
+            return wrong("build_rows", f"{where} your function raised or returned something "
                            f"odd ({type(err).__name__}: {err}); return (tokens, mask).")
         if not isinstance(tokens, torch.Tensor) or not isinstance(mask, torch.Tensor):
-            return verdict(False, "", "return two torch tensors: (tokens, mask).")
+            return wrong("build_rows", "return two torch tensors: (tokens, mask).")
         if tokens.shape != want.shape or mask.shape != want.shape:
             n_text = t_rows.shape[0]
             if tokens.dim() == 2 and tokens.shape[1] != C:
@@ -171,10 +171,10 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = CSM_1B.num_codebooks) -
                 hint = (f"expected {n_text} text rows (BOS, the tokens of "
                         f"'[{speaker}]{text}' with no space after ']', EOS) + "
                         f"{codes.shape[1]} frame rows + 1 end row.")
-            return verdict(False, "", f"{where}: shape {tuple(tokens.shape)}, expected "
+            return wrong("build_rows", f"{where}: shape {tuple(tokens.shape)}, expected "
                            f"{tuple(want.shape)}. {hint}")
         if tokens.dtype != torch.int64 or mask.dtype != torch.bool:
-            return verdict(False, "", f"tokens must be int64 and mask bool; got "
+            return wrong("build_rows", f"tokens must be int64 and mask bool; got "
                            f"{tokens.dtype} and {mask.dtype}.")
         if not torch.equal(tokens, want):
             row = _first_bad_row(tokens, want)
@@ -186,14 +186,14 @@ def check_build_rows(fn, tokenizer, num_codebooks: int = CSM_1B.num_codebooks) -
                         f"are codes[:, f] (one column of the [K, F] grid), text column 0.")
             else:
                 hint = "the last row is the end-of-audio row: all zeros."
-            return verdict(False, "", f"{where}: {hint}")
+            return wrong("build_rows", f"{where}: {hint}")
         if not torch.equal(mask, want_mask):
             row = _first_bad_row(mask, want_mask)
             kind = "text" if row < t_rows.shape[0] else "audio"
             hint = (f"only column {K} is active in a text row" if kind == "text" else
                     f"columns 0..{K - 1} are active in an audio row (the end row too), "
                     f"column {K} is not")
-            return verdict(False, "", f"{where}: the ids are right, the mask of row {row} "
+            return wrong("build_rows", f"{where}: the ids are right, the mask of row {row} "
                            f"is not: {hint}.")
     return verdict(True, "your rows equal text_rows + audio_rows exactly, end row included.",
                    "")
@@ -230,13 +230,13 @@ def check_embed_rows(fn, model, tokens, mask) -> bool:
         try:   # the student's code may fail or return junk: report it, never crash the cell
             got = fn(model, tokens.clone(), mask.clone())
         except Exception as err:
-            return verdict(False, "", f"your function raised {type(err).__name__}: {err}")
+            return wrong("embed_rows", f"your function raised {type(err).__name__}: {err}")
         if got is None:
             unanswered(None, fix="your function returns None; return the [S, D] sums")
             return None
         got = torch.as_tensor(got).to(device)
         if got.shape != want.shape:
-            return verdict(False, "", f"expected shape {tuple(want.shape)} (one "
+            return wrong("embed_rows", f"expected shape {tuple(want.shape)} (one "
                            f"{want.shape[-1]}-wide vector per row), got {tuple(got.shape)}.")
         # Sums of 32 embeddings in another order differ by rounding: far less in fp32.
         tol = 1e-5 if want.dtype == torch.float32 else 2e-2
@@ -258,8 +258,8 @@ def check_embed_rows(fn, model, tokens, mask) -> bool:
         }
         for hint, guess in suspects.items():
             if _relative_error(got, guess) <= tol:
-                return verdict(False, "", hint + ".")
-    return verdict(False, "", f"relative error {err:.2f}: look up every column (codebook k "
+                return wrong("embed_rows", hint + ".")
+    return wrong("embed_rows", f"relative error {err:.2f}: look up every column (codebook k "
                    f"at code + k x {V} in audio_embeddings, column {K} in text_embeddings), "
                    "multiply by the mask, sum over the columns.")
 

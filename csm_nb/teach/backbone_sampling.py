@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..core.config import MIMI_CODEBOOK_SIZE
 from ..core.sampling import check_sampling_args, filtered_probs, sample_topk
 from .common import (Solutions, new_figure, probs_entropy_bits, to_numpy, unanswered,
-                     verdict)
+                     verdict, wrong)
 
 SOLUTIONS = Solutions()
 
@@ -84,7 +84,7 @@ def plot_codebook_entropy(logits, title: str | None = None) -> Figure:
     ax.axhline(math.log2(V), color="0.5", ls="--", lw=1, label=f"uniform: log2({V})")
     ax.axvline(0.5, color="0.3", lw=0.8)
     ax.text(0.6, ax.get_ylim()[0], "depth decoder ->", fontsize=8, va="bottom")
-    ax.set_xlabel("codebook (0 from the backbone, 1..31 from the depth decoder)")
+    ax.set_xlabel(f"codebook (0 from the backbone, 1..{K - 1} from the depth decoder)")
     ax.set_ylabel("entropy (bits)")
     ax.set_title(title or "how unsure the model is about each codebook", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
@@ -215,7 +215,7 @@ def check_sampler(fn) -> bool:
             ids, again = (fn(batch.clone(), temperature, topk,
                              torch.Generator().manual_seed(1)) for _ in range(2))
         except Exception as err:
-            return verdict(False, "", f"with {case} your function raised "
+            return wrong("sampler", f"with {case} your function raised "
                            f"{type(err).__name__}: {err}")
         if ids is None:
             unanswered(None, fix="your function returns None; return the ids, one per row "
@@ -223,26 +223,26 @@ def check_sampler(fn) -> bool:
             return None
         ids, again = torch.as_tensor(ids), torch.as_tensor(again)
         if ids.shape != (_SAMPLER_DRAWS,) or ids.dtype.is_floating_point:
-            return verdict(False, "", f"with {case}: expected {_SAMPLER_DRAWS} integer ids "
+            return wrong("sampler", f"with {case}: expected {_SAMPLER_DRAWS} integer ids "
                            f"(one per row of logits [{_SAMPLER_DRAWS}, {_SAMPLER_BINS}]), got "
                            f"{ids.dtype} of shape {tuple(ids.shape)}.")
         ids, again = ids.long().reshape(-1), again.long().reshape(-1)
         if not torch.equal(ids, again):
-            return verdict(False, "", f"with {case}, the same seed gave different draws: "
+            return wrong("sampler", f"with {case}, the same seed gave different draws: "
                            "draw with the `generator` argument (torch.multinomial(..., "
                            "generator=generator) or .exponential_(generator=generator)).")
         if topk == 1 and not bool((ids == logits.argmax()).all()):
-            return verdict(False, "", "with topk=1 every draw must be the largest logit "
+            return wrong("sampler", "with topk=1 every draw must be the largest logit "
                            "(greedy), whatever the temperature.")
         allowed = filtered_probs(logits, temperature, topk) > 0
         if (ids < 0).any() or (ids >= _SAMPLER_BINS).any() or not bool(allowed[ids].all()):
-            return verdict(False, "", f"with {case} you drew codes outside the {topk} "
+            return wrong("sampler", f"with {case} you drew codes outside the {topk} "
                            "largest logits; top-k keeps only those.")
         freq = torch.bincount(ids, minlength=_SAMPLER_BINS).float() / _SAMPLER_DRAWS
         p = filtered_probs(logits, temperature, topk)
         tv = 0.5 * float((freq - p).abs().sum())
         if tv > _SAMPLER_TV:
-            return verdict(False, "", f"with {case} your draws' frequencies are "
+            return wrong("sampler", f"with {case} your draws' frequencies are "
                            f"{tv:.3f} (total variation) away from the right distribution: "
                            + _sampler_hint(freq, logits, temperature, topk))
         reference = sample_topk(batch, temperature, topk,

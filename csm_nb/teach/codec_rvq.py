@@ -13,17 +13,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .common import Solutions, new_figure, to_numpy, unanswered, verdict
+from .common import Solutions, new_figure, stuck, to_numpy, unanswered, verdict
 
 SOLUTIONS = Solutions()
 
 # One colour per RVQ level in plot_rvq_2d (a fifth level reuses the first).
 _LEVEL_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-
-
-def stuck(name: str) -> str:
-    """The line a "Not yet" ends with: a hint first, the worked answer only after."""
-    return f" Stuck? lesson.hint({name!r}) gives a nudge; lesson.solution({name!r}) the answer."
 
 
 def untouched(fn) -> bool:

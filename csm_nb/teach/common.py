@@ -243,6 +243,16 @@ def verdict(ok: bool, good: str, bad: str) -> bool:
     return ok
 
 
+def stuck(name: str) -> str:
+    """What every "Not yet" ends with: the hint first, the worked answer only after."""
+    return f" Stuck? lesson.hint({name!r}) gives a nudge; lesson.solution({name!r}) the answer."
+
+
+def wrong(name: str, bad: str) -> bool:
+    """verdict(False, ...) for exercise `name`, ending with the pointer to its hint."""
+    return verdict(False, "", bad + stuck(name))
+
+
 def unanswered(answer, fix: str = "replace the None (or ...) with your answer and run the "
                "cell") -> bool:
     """True (after saying so, with `fix`) while the answer is still the placeholder None or

@@ -15,15 +15,10 @@ from matplotlib.patches import Patch
 from ..core.config import FRAME_MS, FRAME_RATE, SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..core.rows import text_rows
 from ..speech.segment import Segment
-from .common import CSM_1B, Solutions, as_number, new_figure, unanswered, verdict
+from .common import CSM_1B, Solutions, as_number, new_figure, stuck, unanswered, verdict
 from .conversation_voices import speaker_colour
 
 SOLUTIONS = Solutions()
-
-
-def _stuck(name: str) -> str:
-    """What every "Not yet" ends with: a hint first, the answer only after."""
-    return f" Hint: lesson.hint({name!r}); the worked answer: lesson.solution({name!r})."
 
 
 # ------------------------------------------------------------------- the speaker prefix (quiz)
@@ -46,7 +41,7 @@ def check_speaker_prefix(answer, speaker: int = 1, text: str = "Nice to meet you
         hint = f"keep the words exactly as given: {text!r}."
     else:
         hint = "square brackets around the id, then the words: '[id]words'."
-    return verdict(False, "", f"{answer!r}: {hint}" + _stuck("speaker_prefix"))
+    return verdict(False, "", f"{answer!r}: {hint}" + stuck("speaker_prefix"))
 
 
 SOLUTIONS["speaker_prefix"] = (
@@ -129,7 +124,7 @@ def check_pack_prompt(fn, gen) -> bool:
         except Exception as err:
             return verdict(False, "", f"pack raised or returned something odd "
                            f"({type(err).__name__}: {err}); return (tokens, mask)."
-                           + _stuck("pack_prompt"))
+                           + stuck("pack_prompt"))
         where = f"with {len(context)} context segment(s)"
         shape = tuple(getattr(tokens, "shape", ()))
         if isinstance(tokens, torch.Tensor) and tokens.ndim == 2 and (
@@ -137,7 +132,7 @@ def check_pack_prompt(fn, gen) -> bool:
             return verdict(False, "", f"{where}: rows have {tokens.shape[1]} columns, the model "
                            f"reads {want.shape[1]} ({gen.config.num_codebooks} codebooks + text):"
                            " pass num_codebooks=gen.config.num_codebooks to text_rows."
-                           + _stuck("pack_prompt"))
+                           + stuck("pack_prompt"))
         if not isinstance(tokens, torch.Tensor) or tokens.shape != want.shape:
             fewer = isinstance(tokens, torch.Tensor) and tokens.ndim == 2 and (
                 tokens.shape[0] == want.shape[0] - len(context))
@@ -146,13 +141,13 @@ def check_pack_prompt(fn, gen) -> bool:
                    "each segment: its text rows, then its audio rows (with the end row); then "
                    "the new line's text rows.")
             return verdict(False, "", f"{where}: tokens should have shape {tuple(want.shape)}, "
-                           f"got {shape}. {why}" + _stuck("pack_prompt"))
+                           f"got {shape}. {why}" + stuck("pack_prompt"))
         if not torch.equal(tokens, want) or not torch.equal(mask, want_mask):
             row = int((tokens != want).any(dim=1).nonzero()[0]) if not torch.equal(
                 tokens, want) else int((mask != want_mask).any(dim=1).nonzero()[0])
             return verdict(False, "", f"{where}: right shape, but row {row} differs. Order: "
                            "segment text, segment audio, ..., new line's text; each segment "
-                           "with its own speaker." + _stuck("pack_prompt"))
+                           "with its own speaker." + stuck("pack_prompt"))
     return verdict(True, "your packing matches the generator's rows exactly.", "")
 
 
@@ -197,7 +192,7 @@ def check_segment_rows(answer, seconds: float = 3.0, text_tokens: int = 12) -> b
     else:
         hint = (f"text rows + frames ({FRAME_RATE:g} per second, partial frames round up) "
                 "+ the end-of-audio row.")
-    return verdict(False, "", f"{value:g} rows: {hint}" + _stuck("segment_rows"))
+    return verdict(False, "", f"{value:g} rows: {hint}" + stuck("segment_rows"))
 
 
 SOLUTIONS["segment_rows"] = (
@@ -230,7 +225,7 @@ def check_context_room(answer, max_audio_length_ms: float = 16_000, text_rows: i
         hint = "convert milliseconds to frames first (one frame = 80 ms)."
     else:
         hint = f"start from {max_seq_len} and subtract what the new line needs."
-    return verdict(False, "", f"{value:g} rows: {hint}" + _stuck("context_room"))
+    return verdict(False, "", f"{value:g} rows: {hint}" + stuck("context_room"))
 
 
 SOLUTIONS["context_room"] = (

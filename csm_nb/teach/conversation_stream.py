@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from ..core.config import FRAME_RATE, SAMPLE_RATE
 from ..core.generate import generate_codes
 from ..speech.streaming import codec_codes
-from .common import Solutions, new_figure, unanswered, verdict
+from .common import Solutions, new_figure, stuck, unanswered, verdict
 
 SOLUTIONS = Solutions()
 _SAME_AUDIO = 1e-4          # generate_stream's own promise: chunks equal within 1e-4
@@ -66,10 +66,6 @@ def plot_frame_levels(levels_db, silence_db: float | None = None, stop: int | No
 
 # ------------------------------------------------------------------- your stream decoder (8)
 
-def _stuck(name: str) -> str:
-    return f" Hint: lesson.hint({name!r}); the worked answer: lesson.solution({name!r})."
-
-
 def check_stream_decoder(fn, gen, text: str, speaker: int = 0, context=(),
                          max_audio_length_ms: float = 4_000, chunk_frames: int = 4,
                          seed: int = 0, temperature: float = 0.9, topk: int = 50) -> bool:
@@ -101,7 +97,7 @@ def check_stream_decoder(fn, gen, text: str, speaker: int = 0, context=(),
         hint = ("codes for the codec are [K, f]: torch.stack(frames, dim=1)."
                 if "shape" in str(err) or "size" in str(err) else "")
         return verdict(False, "", f"stream_decode raised {type(err).__name__}: {err}. {hint}"
-                       + _stuck("stream_decoder"))
+                       + stuck("stream_decoder"))
     sizes, want_sizes = [c.numel() for c in got], [c.numel() for c in want]
     spf = gen.config.samples_per_frame
     line = f"{codes.shape[1]} frames in chunks of {chunk_frames}"
@@ -117,13 +113,13 @@ def check_stream_decoder(fn, gen, text: str, speaker: int = 0, context=(),
             why = "chunks should hold chunk_frames frames each (the last may be shorter)."
         return verdict(False, "", f"{line}: your chunks have {[n // spf for n in sizes]} frames,"
                        f" the stream's {[n // spf for n in want_sizes]}. {why}"
-                       + _stuck("stream_decoder"))
+                       + stuck("stream_decoder"))
     for i, (a, b) in enumerate(zip(got, want)):
         if not torch.allclose(a, b, atol=_SAME_AUDIO, rtol=0):
             return verdict(False, "", f"{line}: chunk {i} has the right length but different "
                            "audio. One codec.stream() for the whole line (Mimi's decoder "
                            "carries its state from chunk to chunk), codes as [K, f]."
-                           + _stuck("stream_decoder"))
+                           + stuck("stream_decoder"))
     return verdict(True, f"{line}: your {len(got)} chunks equal generate_stream's, sample for "
                    "sample, and nothing after the end frame was played.", "")
 

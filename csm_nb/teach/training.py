@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from ..core.config import AUDIO_SPECIAL_IDS, FRAME_RATE
 from .common import (Solutions, as_number, new_figure, players, plot_code_grid,
-                     plot_error_vs_levels, plot_spectrograms, to_numpy, unanswered, verdict)
+                     plot_error_vs_levels, plot_spectrograms, stuck, to_numpy, unanswered,
+                     verdict)
 from .recall_quiz import Question, Quiz
 from .toy_corpus import VoiceMeter, toy_corpus
 from .training_compare import (evaluation_summary, evaluation_table, load_evaluation,
@@ -39,10 +40,6 @@ __all__ = [
 ]
 
 _OWN = Solutions()          # this file's exercises; SOLUTIONS (at the end) gathers every part
-
-
-def _stuck(name: str) -> str:
-    return f" Hint: lesson.hint({name!r}); the worked answer: lesson.solution({name!r})."
 
 
 # ----------------------------------------------------- conversations as training rows (section 3)
@@ -90,7 +87,7 @@ def check_target_rows(answer, context_frames: int, target_frames: int) -> bool:
         hint = "the context turn's frames are trained on as well, not only the last turn's."
     else:
         hint = "count the audio rows: frames and end rows, in both turns; text rows are inputs."
-    return verdict(False, "", f"{value:g}: {hint}" + _stuck("target_rows"))
+    return verdict(False, "", f"{value:g}: {hint}" + stuck("target_rows"))
 
 
 _OWN["target_rows"] = (
@@ -133,7 +130,7 @@ def check_chance_loss(answer, num_bins: int) -> bool:
     else:
         hint = (f"a uniform guess gives the right code probability 1/{num_bins}; "
                 "cross-entropy is -ln(probability of the right code).")
-    return verdict(False, "", f"{value:g}: {hint}" + _stuck("chance_loss"))
+    return verdict(False, "", f"{value:g}: {hint}" + stuck("chance_loss"))
 
 
 _OWN["chance_loss"] = (
@@ -214,7 +211,7 @@ def check_voice_source(answer) -> bool:
                   "says nothing about the voice.",
              "c": "every sentence was recorded in both voices: the words alone cannot decide."}
     return verdict(False, "", hints.get(choice, f"pick one of {sorted(_VOICE_CHOICES)}.")
-                   + _stuck("voice_source"))
+                   + stuck("voice_source"))
 
 
 _OWN["voice_source"] = (

@@ -14,17 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ..training.loss import csm_loss
-from .common import Solutions, unanswered, verdict
+from .common import Solutions, stuck, unanswered, verdict
 
 SOLUTIONS = Solutions()
 _LOSS_TOL = 1e-4          # nats: float32 sums over a batch agree far closer than this
 _PARAM_TOL = 1e-6         # one AdamW step on identical inputs is bitwise equal on one device
 _CHECK_LR = 1e-3
 _CHECK_STEPS = 2          # two steps: forgetting zero_grad only shows from the second one
-
-
-def _stuck(name: str) -> str:
-    return f" Hint: lesson.hint({name!r}); the worked answer: lesson.solution({name!r})."
 
 
 def show_source(fn) -> None:
@@ -68,7 +64,7 @@ def check_csm_loss(fn, model, tokens, mask) -> bool:
         except Exception as err:
             return verdict(False, "", f"my_csm_loss raised or returned something odd "
                            f"({type(err).__name__}: {err}); return (loss0, loss_dec)."
-                           + _stuck("csm_loss"))
+                           + stuck("csm_loss"))
         h = model(tokens[:, :-1], mask[:, :-1])
         is_frame = mask[:, 1:, :K].all(-1)
         variants = _decoder_variants(model, h[is_frame], tokens[:, 1:, :K][is_frame])
@@ -84,7 +80,7 @@ def check_csm_loss(fn, model, tokens, mask) -> bool:
             why = ("codebook 0: cross-entropy of codebook0_head(h) against code 0 of the NEXT "
                    "row, over the target frames only (h[t] predicts row t+1).")
         return verdict(False, "", f"codebook-0 loss {loss0:.4f}, expected "
-                       f"{float(want.codebook0):.4f}: {why}" + _stuck("csm_loss"))
+                       f"{float(want.codebook0):.4f}: {why}" + stuck("csm_loss"))
     near = {name: abs(loss_dec - float(v)) < _LOSS_TOL for name, v in variants.items()}
     why = ("you summed; take the mean over frames and codebooks (F.cross_entropy's default)."
            if near["sum"] else
@@ -96,7 +92,7 @@ def check_csm_loss(fn, model, tokens, mask) -> bool:
            "the decoder reads [h, emb(code 0), ..., emb(code K-2)] and predicts codes "
            "1..K-1 (decoder_forward gives their logits [N, K-1, V]).")
     return verdict(False, "", f"codebook 0 is right; decoder loss {loss_dec:.4f}, expected "
-                   f"{float(want.decoder):.4f}: {why}" + _stuck("csm_loss"))
+                   f"{float(want.decoder):.4f}: {why}" + stuck("csm_loss"))
 
 
 _LOSS_BODY = (
@@ -168,7 +164,7 @@ def check_train_step(fn, model, tokens, mask, max_norm: float = 1.0) -> bool:
     except Exception as err:
         return verdict(False, "", f"train_step raised or returned something odd "
                        f"({type(err).__name__}: {err}); return the loss as a number."
-                       + _stuck("train_step"))
+                       + stuck("train_step"))
 
     def same(name):
         twin = results[name][0]
@@ -193,7 +189,7 @@ def check_train_step(fn, model, tokens, mask, max_norm: float = 1.0) -> bool:
     else:
         why = (f"the weights are right, but you returned {losses}, the loss is "
                f"{right_losses}: return loss.item() of the loss you stepped on.")
-    return verdict(False, "", why + _stuck("train_step"))
+    return verdict(False, "", why + stuck("train_step"))
 
 
 SOLUTIONS["train_step"] = (

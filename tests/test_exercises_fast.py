@@ -13,8 +13,16 @@ from csm_nb.teach.common import AnswerRejected
 
 
 def said(capsys, ok, check, *args):
+    """Run a checker, assert its return value, return what it printed; a wrong answer to an
+    exercise ends with the pointer to its hint, then (after it) to its worked answer."""
     assert check(*args) is ok
-    return capsys.readouterr().out
+    out = capsys.readouterr().out
+    if ok is False and check is not lesson.check_quiz:
+        name = check.__name__.removeprefix("check_")
+        hint, answer = f"lesson.hint({name!r})", f"lesson.solution({name!r})"
+        assert out.startswith("Not yet.") and hint in out and answer in out, out
+        assert out.index(hint) < out.index(answer)
+    return out
 
 
 # ------------------------------------------------------------------ a static-cache write

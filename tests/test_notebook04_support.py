@@ -1,5 +1,6 @@
 """What notebook 04 relies on: its exercise checkers (the bandwidth floor, the official loop's
-host syncs, time to first audio), its figures (headless), and the notebook's own layout."""
+host syncs, time to first audio; a wrong answer points to the hint, then the answer), its
+figures (headless, the launch timeline's schedule too), and the notebook's own layout."""
 
 import json
 import re
@@ -20,9 +21,19 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_fast_generati
 
 
 def verdict(capsys, ok, check, *args, **kwargs):
-    """Run a checker, assert its return value, return what it printed."""
+    """Run a checker, assert its return value, return what it printed. A wrong answer must end
+    with the pointer to the exercise's hint, then (after it) to its worked answer."""
     assert check(*args, **kwargs) is ok
-    return capsys.readouterr().out
+    out = capsys.readouterr().out
+    if ok is False:
+        assert_stuck_pointer(out, check.__name__.removeprefix("check_"))
+    return out
+
+
+def assert_stuck_pointer(out, name):
+    hint, answer = f"lesson.hint({name!r})", f"lesson.solution({name!r})"
+    assert out.startswith("Not yet.") and hint in out and answer in out, out
+    assert out.index(hint) < out.index(answer)
 
 
 def assert_renders(fig):
@@ -228,6 +239,49 @@ def test_context_batch_and_chunk_figures():
     fig = lesson.plot_chunk_latency([1, 2, 4], [0.2, 0.4, 0.9], 80.0)
     heights = [b.get_height() for b in fig.axes[0].patches]
     assert heights == pytest.approx([200, 400, 900, 80, 160, 320])
+    assert_renders(fig)
+
+
+def test_launch_schedule_syncs_leave_the_gpu_idle():
+    ways = lesson.launch_schedule(kernels=12, launch_cost=1.0, kernel_cost=1.5, sync_every=2)
+    assert list(ways) == ["eager", "sync", "graph"]
+    for row in ways.values():
+        assert len(row["gpu"]) == 12
+        busy = sum(width for _, width in row["gpu"])
+        idle = sum(width for _, width in row["idle"])
+        assert busy + idle == pytest.approx(row["end"])        # the lane is kernels or gaps
+        assert row["gpu_busy"] == pytest.approx(busy / row["end"])
+        starts = [start for start, _ in row["gpu"]]
+        assert starts == sorted(starts)
+    eager, sync, graph = ways["eager"], ways["sync"], ways["graph"]
+    assert len(eager["cpu"]) == len(sync["cpu"]) == 12 and len(graph["cpu"]) == 1
+    assert eager["wait"] == graph["wait"] == [] and len(sync["wait"]) == 6
+    assert sync["gpu_busy"] < min(eager["gpu_busy"], graph["gpu_busy"])
+    assert len(sync["idle"]) > len(eager["idle"]) == len(graph["idle"]) == 1   # only the start
+    # kernels shorter than their launches: the graph still keeps the GPU busier than eager
+    short = lesson.launch_schedule(kernel_cost=0.5)
+    assert short["graph"]["gpu_busy"] > short["eager"]["gpu_busy"] > short["sync"]["gpu_busy"]
+    with pytest.raises(ValueError):
+        lesson.launch_schedule(sync_every=0)
+
+
+def test_launch_timeline_figure():
+    fig = lesson.plot_launch_timeline()
+    assert len(fig.axes) == 3
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert [t[:3] for t in titles] == ["(a)", "(b)", "(c)"]
+    assert "schematic" in fig.get_suptitle().lower()
+    assert fig.axes[-1].get_xlabel() == "time (illustrative units)"
+    ways = lesson.launch_schedule()
+    for ax, row in zip(fig.axes, ways.values()):
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["GPU", "CPU"]
+        assert f"GPU busy {row['gpu_busy']:.0%}" in ax.get_title(loc="left")
+        bars = {c.get_label(): c for c in ax.collections}
+        assert len(bars["GPU runs a kernel"].get_paths()) == 12
+        assert len(bars["CPU waits (host sync)"].get_paths()) == len(row["wait"])
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["CPU launches a kernel", "CPU waits (host sync)", "GPU runs a kernel",
+                      "GPU idle"]
     assert_renders(fig)
 
 

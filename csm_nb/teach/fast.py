@@ -5,7 +5,8 @@ figures and the worked calculations (the bandwidth floor, the official loop's ho
 to first audio); two parts hold the rest, re-exported here:
 
     fast_measure    the measuring harnesses: FrameBench (time and count frames), a frame
-                    taken apart, where its bytes go, CSM-1B on the meta device
+                    taken apart, where its bytes go, CSM-1B on the meta device; and a
+                    schematic timeline of CPU launches against GPU work (section 4)
     fast_exercises  the coding exercises (a static-cache write, a stop test with no host
                     sync) and the closing quiz
 """
@@ -20,22 +21,24 @@ from matplotlib.figure import Figure
 
 from ..core.config import FRAME_MS, MIMI_CODEBOOKS, CSMConfig
 from ..core.profiling import SYNC_OPS, VIEW_OPS
-from .common import CSM_1B, Solutions, as_number, new_figure, unanswered, verdict
+from .common import CSM_1B, Solutions, as_number, new_figure, unanswered, verdict, wrong
 # Parts are imported by name, never as `from . import part`: that form runs teach/__init__,
 # which imports this lesson (an import cycle, which tests/test_layout.py forbids).
 from .fast_exercises import QUIZ, check_cache_write, check_quiz, check_stop_flags, show_quiz
 from .fast_exercises import SOLUTIONS as _EXERCISES
 from .fast_measure import (FrameBench, FrameCounts, count_frame_kernels, count_parts,
-                           frame_bytes, frame_parts, kv_cache_bytes, meta_csm)
+                           frame_bytes, frame_parts, kv_cache_bytes, launch_schedule, meta_csm,
+                           plot_launch_timeline)
 
 __all__ = [
     "QUIZ", "FrameBench", "FrameCounts", "check_cache_write", "check_first_audio_ms", "check_floor_ms",
     "check_host_syncs", "check_quiz", "check_stop_flags", "count_frame_kernels", "count_parts",
     "csm_with_codebooks", "csm_with_layers", "first_audio_ms", "frame_bytes", "frame_parts",
-    "hint", "kv_cache_bytes",
+    "hint", "kv_cache_bytes", "launch_schedule",
     "llama_params", "meta_csm", "official_host_syncs", "params_per_frame",
     "plot_batch_throughput", "plot_bytes_per_frame", "plot_chunk_latency",
-    "plot_context_scaling", "plot_frame_parts", "plot_ms_per_frame", "plot_op_counts",
+    "plot_context_scaling", "plot_frame_parts", "plot_launch_timeline", "plot_ms_per_frame",
+    "plot_op_counts",
     "show_quiz", "solution",
 ]
 
@@ -185,7 +188,7 @@ def check_floor_ms(answer, bandwidth_gb_s: float = _L4_GB_S, bytes_per_param: in
         hint = ("add the parameters a frame touches (backbone + codebook-0 head, then "
                 f"{c.num_codebooks - 1} x (decoder + projection + one audio_head slice)), "
                 "multiply by bytes per parameter, divide by the bandwidth.")
-    return verdict(False, "", f"{value:g} ms: {hint}")
+    return wrong("floor_ms", f"{value:g} ms: {hint}")
 
 
 _OWN["floor_ms"] = (
@@ -285,7 +288,7 @@ def check_host_syncs(answer, config: CSMConfig | None = None) -> bool:
     else:
         hint = ("count one sync per attention layer call (backbone layers once, decoder layers "
                 "once per depth step), then the reset reads and the stop test.")
-    return verdict(False, "", f"{value:g} per frame: {hint}")
+    return wrong("host_syncs", f"{value:g} per frame: {hint}")
 
 
 _OWN["host_syncs"] = (
@@ -346,7 +349,7 @@ def check_first_audio_ms(answer, prefill_ms: float = 15.0, step_ms: float = 6.0,
                 "takes to compute.")
     else:
         hint = "add the prefill, the frames of one chunk, and one Mimi decode."
-    return verdict(False, "", f"{value:g} ms: {hint}")
+    return wrong("first_audio_ms", f"{value:g} ms: {hint}")
 
 
 _OWN["first_audio_ms"] = (

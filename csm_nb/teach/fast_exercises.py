@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..core.profiling import SYNC_OPS, OpCounter
-from .common import Solutions, unanswered, verdict
+from .common import Solutions, unanswered, verdict, wrong
 from .recall_quiz import Question, Quiz
 
 SOLUTIONS = Solutions()
@@ -73,23 +73,26 @@ def check_cache_write(fn) -> bool:
             with OpCounter() as ops:
                 got = fn(cache, new.clone(), positions.clone().as_subclass(_DeviceValues))
         except _HostRead as read:
-            return verdict(False, "", f"{where}, " + _READ_BACK.format(f".{read}()")
-                           + " Index with the position tensor itself.")
+            return wrong("cache_write", f"{where}, " + _READ_BACK.format(f".{read}()")
+                         + " Index with the position tensor itself.")
         except Exception as err:
-            return verdict(False, "", f"{where}, your function raised {type(err).__name__}: "
-                           f"{err}. Hint: lesson.hint('cache_write').")
+            return wrong("cache_write", f"{where}, your function raised {type(err).__name__}: "
+                         f"{err}.")
         if got is None:
             unanswered(None, fix="your function returns None; return the cache")
             return None
         if _syncs(ops):
-            return verdict(False, "", f"{where}, " + _READ_BACK.format(", ".join(_syncs(ops)))
-                           + " Index with the position tensor itself.")
+            return wrong("cache_write", f"{where}, "
+                         + _READ_BACK.format(", ".join(_syncs(ops)))
+                         + " Index with the position tensor itself.")
         if not isinstance(got, torch.Tensor) or got.data_ptr() != address:
-            return verdict(False, "", f"{where}, you returned a new tensor: the rows must land "
-                           "in the cache's own memory (in place, e.g. a method ending in `_`), "
-                           "because a compiled graph or a CUDA graph keeps using that address.")
+            return wrong("cache_write", f"{where}, you returned a new tensor: the rows must "
+                         "land in the cache's own memory (in place, e.g. a method ending in "
+                         "`_`), because a compiled graph or a CUDA graph keeps using that "
+                         "address.")
         if torch.equal(cache, before):
-            return verdict(False, "", f"{where}, the cache did not change: write `new` into it.")
+            return wrong("cache_write", f"{where}, the cache did not change: write `new` "
+                         "into it.")
         if not torch.equal(cache, want):
             untouched = torch.ones(cache.shape[2], dtype=torch.bool)
             untouched[positions] = False
@@ -99,7 +102,7 @@ def check_cache_write(fn) -> bool:
             else:
                 hint = ("the right slots changed but hold the wrong values: new[:, :, j] "
                         "belongs at slot positions[j].")
-            return verdict(False, "", f"{where}: {hint}")
+            return wrong("cache_write", f"{where}: {hint}")
     return verdict(True, "in place, no host sync, and equal to index_copy_ for a decode step, "
                    "a prefill chunk and scattered slots: csm_nb's KVCache.update does exactly "
                    "this.", "")
@@ -147,22 +150,23 @@ def check_stop_flags(fn) -> bool:
                 got = fn(done.clone().as_subclass(_DeviceValues),
                          frame.clone().as_subclass(_DeviceValues))
         except _HostRead as read:
-            return verdict(False, "", f"{where}, " + _READ_BACK.format(f".{read}()")
-                           + " Keep the flags a tensor and combine them with tensor ops.")
+            return wrong("stop_flags", f"{where}, " + _READ_BACK.format(f".{read}()")
+                         + " Keep the flags a tensor and combine them with tensor ops.")
         except Exception as err:
-            return verdict(False, "", f"{where}, your function raised {type(err).__name__}: "
-                           f"{err}. Hint: lesson.hint('stop_flags').")
+            return wrong("stop_flags", f"{where}, your function raised {type(err).__name__}: "
+                         f"{err}.")
         if got is None:
             unanswered(None, fix="your function returns None; return the new flags [B]")
             return None
         if _syncs(ops):
-            return verdict(False, "", f"{where}, " + _READ_BACK.format(", ".join(_syncs(ops)))
-                           + " Keep the flags a tensor and combine them with tensor ops.")
+            return wrong("stop_flags", f"{where}, "
+                         + _READ_BACK.format(", ".join(_syncs(ops)))
+                         + " Keep the flags a tensor and combine them with tensor ops.")
         got = torch.as_tensor(got).as_subclass(torch.Tensor)
         if got.shape != want.shape:
-            return verdict(False, "", f"{where}: expected {tuple(want.shape)} flags (one per "
-                           f"row), got shape {tuple(got.shape)}: reduce over the codebook axis "
-                           "(dim=-1) of the [B, K] frame.")
+            return wrong("stop_flags", f"{where}: expected {tuple(want.shape)} flags (one per "
+                         f"row), got shape {tuple(got.shape)}: reduce over the codebook axis "
+                         "(dim=-1) of the [B, K] frame.")
         got = got.bool()
         if torch.equal(got, want):
             continue
@@ -173,8 +177,8 @@ def check_stop_flags(fn) -> bool:
             hint = "a row that stopped stays stopped: combine with the old flags (`|`)."
         else:
             hint = "done_new = done_old OR (every code of the row's frame is 0)."
-        return verdict(False, "", f"{where}: you returned {got.tolist()}, expected "
-                       f"{want.tolist()}. {hint}")
+        return wrong("stop_flags", f"{where}: you returned {got.tolist()}, expected "
+                     f"{want.tolist()}. {hint}")
     return verdict(True, "right flags for every row, and not one host sync: the loop reads "
                    "done.all() once per frame, and on a GPU one frame late (StopCheck).", "")
 

@@ -4,7 +4,8 @@ A part of the `fast` lesson (which re-exports it). `FrameBench` holds one prompt
 sampling settings and answers "how long is a frame?" and "what does a frame dispatch?" in one
 call each; `frame_parts` splits one frame into the backbone, the depth decoder and sampling,
 so each can be counted and timed alone; `frame_bytes` says where a frame's weight reads go.
-Everything here measures; nothing asserts a speed.
+Everything here measures; nothing asserts a speed. One exception, marked as such:
+`plot_launch_timeline`, a schematic (computed by `launch_schedule`) of CPU launches and GPU work.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from matplotlib.figure import Figure
 
 from ..core.config import CSMConfig
 from ..core.generate import generate_codes
@@ -22,6 +24,7 @@ from ..core.model import CSM
 from ..core.profiling import OpCounter, best_seconds
 from ..core.rows import audio_rows
 from ..core.sampling import draw_noise, gumbel, pick
+from .common import new_figure
 
 _WARMUP_FRAMES = 2          # a warm-up run before timing (and the CUDA-graph capture)
 
@@ -231,3 +234,89 @@ def kv_cache_bytes(model: CSM) -> int:
     return sum(2 * layer.attn.kv_cache.k.numel() * layer.attn.kv_cache.k.element_size()
                for layer in model.backbone.layers)
 
+
+
+# ------------------------------------------------------- a schematic: CPU launches vs GPU work
+
+_LAUNCH, _WAIT, _KERNEL, _IDLE = "tab:blue", "tab:red", "tab:green", "0.85"
+TIMELINE_ROWS = {"eager": "(a) eager, no sync: the CPU runs ahead, the GPU's queue stays full",
+                 "eager, launch-bound": "(a) eager, no sync: kernels shorter than launches, so "
+                                        "the GPU waits on the CPU",
+                 "sync": "(b) eager, a host sync every {n} kernels: the CPU waits, then the "
+                         "GPU idles",
+                 "graph": "(c) CUDA graph replay: one launch, the whole frame back to back"}
+
+
+def _gaps(bars: list, end: float) -> list:
+    """The idle (start, width) spans of a lane between 0 and `end`."""
+    gaps, t = [], 0.0
+    for start, width in bars:
+        if start > t + 1e-9:
+            gaps.append((t, start - t))
+        t = max(t, start + width)
+    return gaps + ([(t, end - t)] if end > t + 1e-9 else [])
+
+
+def launch_schedule(kernels: int = 12, launch_cost: float = 1.0, kernel_cost: float = 1.5,
+                    sync_every: int = 2) -> dict:
+    """An illustrative timeline of one frame's `kernels` (not a measurement). Three ways to run
+    them: "eager" (the CPU launches each kernel, `launch_cost` apiece, and never waits),
+    "sync" (the same, but after every `sync_every` launches the CPU waits until the GPU has
+    finished all it queued) and "graph" (one CUDA-graph launch, then every kernel).
+
+    Returns {way: {"cpu": launch bars, "wait": CPU-wait bars, "gpu": kernel bars,
+    "idle": GPU gaps, "end": when the last kernel ends, "gpu_busy": busy fraction of the GPU
+    from 0 to "end"}}; every bar is (start, width), as Axes.broken_barh draws them."""
+    if kernels < 1 or sync_every < 1 or launch_cost <= 0 or kernel_cost <= 0:
+        raise ValueError("kernels and sync_every must be >= 1, the costs > 0")
+
+    def eager(sync: bool) -> dict:
+        cpu, wait, gpu, t, gpu_free = [], [], [], 0.0, 0.0
+        for i in range(kernels):
+            cpu.append((t, launch_cost))
+            t += launch_cost                             # the kernel joins the queue here
+            start = max(t, gpu_free)                     # ...and runs once the GPU is free
+            gpu.append((start, kernel_cost))
+            gpu_free = start + kernel_cost
+            if sync and (i + 1) % sync_every == 0 and gpu_free > t:
+                wait.append((t, gpu_free - t))           # the CPU blocks until the queue drains
+                t = gpu_free
+        return {"cpu": cpu, "wait": wait, "gpu": gpu}
+
+    graph = {"cpu": [(0.0, launch_cost)], "wait": [],
+             "gpu": [(launch_cost + i * kernel_cost, kernel_cost) for i in range(kernels)]}
+    ways = {"eager": eager(False), "sync": eager(True), "graph": graph}
+    for row in ways.values():
+        row["end"] = row["gpu"][-1][0] + row["gpu"][-1][1]
+        row["idle"] = _gaps(row["gpu"], row["end"])
+        row["gpu_busy"] = kernels * kernel_cost / row["end"]
+    return ways
+
+
+def plot_launch_timeline(kernels: int = 12, launch_cost: float = 1.0, kernel_cost: float = 1.5,
+                         sync_every: int = 2) -> Figure:
+    """launch_schedule(...) drawn: three rows (eager, eager with host syncs, a CUDA graph),
+    each a CPU lane (launches, waits) above a GPU lane (kernels, idle gaps). A schematic."""
+    ways = launch_schedule(kernels, launch_cost, kernel_cost, sync_every)
+    fig, axes = new_figure(3, 1, width=9.0, height=6.0, sharex=True)
+    for ax, (way, row) in zip(axes[:, 0], ways.items()):
+        lanes = ((1, row["cpu"], _LAUNCH, "CPU launches a kernel"),
+                 (1, row["wait"], _WAIT, "CPU waits (host sync)"),
+                 (0, row["gpu"], _KERNEL, "GPU runs a kernel"),
+                 (0, row["idle"], _IDLE, "GPU idle"))
+        for y, bars, colour, label in lanes:
+            ax.broken_barh(bars, (y - 0.35, 0.7), facecolors=colour, edgecolor="white",
+                           linewidth=1, label=label)
+        ax.set_yticks([0, 1], ["GPU", "CPU"])
+        ax.set_ylim(-0.6, 1.6)
+        key = f"{way}, launch-bound" if way == "eager" and row["idle"][1:] else way
+        ax.set_title(f"{TIMELINE_ROWS[key].format(n=sync_every)}: GPU busy "
+                     f"{row['gpu_busy']:.0%}", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("time (illustrative units)")
+    axes[-1, 0].set_xlim(0, max(row["end"] for row in ways.values()) * 1.01)
+    handles, labels = axes[1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8)
+    fig.suptitle(f"A schematic, not a measurement: {kernels} kernels, launch {launch_cost:g}, "
+                 f"kernel {kernel_cost:g} (units)", fontsize=10)
+    return fig

@@ -70,7 +70,7 @@ QUIZ = Quiz("conversation.quiz", [
         "b", "strict=True raises instead; the new line's cap is never cut silently.",
         {"a": "only with strict=True.", "c": "the new line's frames are reserved first."}),
     Question(
-        "In tiny mode (random weights) every line lasts exactly its cap. Why?",
+        "In tiny mode (random weights) the lines run to their cap. Why?",
         {"a": "a random model almost never emits the all-zero stop frame", "b": "tiny models "
          "are slow", "c": "the cap is also a minimum"},
         "a", "A line ends at the stop frame or at the cap; trained models (toy, real) stop "

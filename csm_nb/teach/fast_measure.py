@@ -235,7 +235,6 @@ def kv_cache_bytes(model: CSM) -> int:
                for layer in model.backbone.layers)
 
 
-
 # ------------------------------------------------------- a schematic: CPU launches vs GPU work
 
 _LAUNCH, _WAIT, _KERNEL, _IDLE = "tab:blue", "tab:red", "tab:green", "0.85"

@@ -113,7 +113,11 @@ def check_chance_loss(answer, num_bins: int) -> bool:
     if math.isclose(value, right, rel_tol=_EXACT):
         return verdict(True, f"-ln(1/{num_bins}) = ln {num_bins} = {right:.3f} nats. The "
                        "curve starts there; the total starts near twice that (codebook 0 + "
-                       "the decoder's mean over the other codebooks).", "")
+                       "the decoder's mean over the other codebooks). Why the untrained model "
+                       "is only near it: its random weights give every code a slightly "
+                       "different logit, so it is not exactly uniform, and a guess that is "
+                       "not uniform usually pays a little more on codes it knows nothing "
+                       "about.", "")
     if math.isclose(value, math.log(num_bins - AUDIO_SPECIAL_IDS), rel_tol=_EXACT):
         hint = (f"that is ln {num_bins - AUDIO_SPECIAL_IDS}: the head has {num_bins} bins, the "
                 f"codec's codes plus {AUDIO_SPECIAL_IDS} spare ids, and a uniform guess spreads "

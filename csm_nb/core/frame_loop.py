@@ -96,7 +96,9 @@ class FrameStep:
         self.row_mask[..., cfg.text_column] = False        # audio row: codebook columns only
         self.slot = torch.zeros(1, dtype=torch.int64, device=device)
         self.pad = torch.zeros(B, dtype=torch.int64, device=device)   # 0 = no left padding
-        self.positions = position_tensors(K, device)   # the compiled depth step's positions
+        # The compile backend's step and its positions, looked up once, not every frame.
+        self.depth_step = compiled_depth_step(device) if backend == "compile" else None
+        self.positions = position_tensors(K, device) if backend == "compile" else None
         self.graph = None
 
     def start(self, last_h: torch.Tensor, slot: int, pad: torch.Tensor | None):
@@ -108,9 +110,9 @@ class FrameStep:
     def step(self, logits_out: list | None = None):
         """Everything a frame does, writing only into the static buffers."""
         K = self.model.config.num_codebooks
-        if self.backend == "compile" and logits_out is None:          # tracing: eager only
+        if self.depth_step is not None and logits_out is None:        # tracing: eager only
             codes = depth_loop(self.model, self.last_h, self.temperature, self.topk,
-                               self.noise, self.positions, compiled_depth_step(self.noise.device))
+                               self.noise, self.positions, self.depth_step)
         else:
             codes = decode_frame(self.model, self.last_h, self.temperature, self.topk,
                                  self.noise, logits_out)

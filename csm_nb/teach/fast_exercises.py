@@ -45,6 +45,34 @@ _READ_BACK = ("your code read a value back to the host ({}): `.item()`, `.tolist
               "an `if` on a tensor or a Python loop over its values each stall the GPU.")
 
 
+class _Done(Exception):
+    """Ends a check early; `value` is what the checker returns."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+
+def _run_sync_free(name: str, where: str, returns: str, advice: str, call):
+    """The student's `call()`, run counting its ops: its result, or _Done with the verdict
+    when it read a value back to the host (refused or counted), raised, or returned None."""
+    try:   # the student's code may fail or return junk: report it, never crash the cell
+        with OpCounter() as ops:
+            got = call()
+    except _HostRead as read:
+        raise _Done(wrong(name, f"{where}, " + _READ_BACK.format(f".{read}()") + advice))
+    except Exception as err:
+        raise _Done(wrong(name, f"{where}, your function raised {type(err).__name__}: "
+                                f"{err}."))
+    if got is None:
+        unanswered(None, fix=f"your function returns None; return {returns}")
+        raise _Done(None)
+    if _syncs(ops):
+        raise _Done(wrong(name, f"{where}, " + _READ_BACK.format(", ".join(_syncs(ops)))
+                          + advice))
+    return got
+
+
 # ------------------------------------------------------------------- a static-cache write
 
 def _cache_cases():
@@ -69,22 +97,13 @@ def check_cache_write(fn) -> bool:
         before, address = cache.clone(), cache.data_ptr()
         want = before.clone().index_copy_(2, positions, new)
         where = f"writing {new.shape[2]} row(s) at slots {positions.tolist()}"
-        try:   # the student's code may fail or return junk: report it, never crash the cell
-            with OpCounter() as ops:
-                got = fn(cache, new.clone(), positions.clone().as_subclass(_DeviceValues))
-        except _HostRead as read:
-            return wrong("cache_write", f"{where}, " + _READ_BACK.format(f".{read}()")
-                         + " Index with the position tensor itself.")
-        except Exception as err:
-            return wrong("cache_write", f"{where}, your function raised {type(err).__name__}: "
-                         f"{err}.")
-        if got is None:
-            unanswered(None, fix="your function returns None; return the cache")
-            return None
-        if _syncs(ops):
-            return wrong("cache_write", f"{where}, "
-                         + _READ_BACK.format(", ".join(_syncs(ops)))
-                         + " Index with the position tensor itself.")
+        try:
+            got = _run_sync_free("cache_write", where, "the cache",
+                                 " Index with the position tensor itself.",
+                                 lambda: fn(cache, new.clone(),
+                                            positions.clone().as_subclass(_DeviceValues)))
+        except _Done as done:
+            return done.value
         if not isinstance(got, torch.Tensor) or got.data_ptr() != address:
             return wrong("cache_write", f"{where}, you returned a new tensor: the rows must "
                          "land in the cache's own memory (in place, e.g. a method ending in "
@@ -145,23 +164,13 @@ def check_stop_flags(fn) -> bool:
     for done, frame in _done_cases():
         want = done | (frame == 0).all(dim=-1)
         where = f"with done={done.tolist()} and frame={frame.tolist()}"
-        try:   # the student's code may fail or return junk: report it, never crash the cell
-            with OpCounter() as ops:
-                got = fn(done.clone().as_subclass(_DeviceValues),
-                         frame.clone().as_subclass(_DeviceValues))
-        except _HostRead as read:
-            return wrong("stop_flags", f"{where}, " + _READ_BACK.format(f".{read}()")
-                         + " Keep the flags a tensor and combine them with tensor ops.")
-        except Exception as err:
-            return wrong("stop_flags", f"{where}, your function raised {type(err).__name__}: "
-                         f"{err}.")
-        if got is None:
-            unanswered(None, fix="your function returns None; return the new flags [B]")
-            return None
-        if _syncs(ops):
-            return wrong("stop_flags", f"{where}, "
-                         + _READ_BACK.format(", ".join(_syncs(ops)))
-                         + " Keep the flags a tensor and combine them with tensor ops.")
+        try:
+            got = _run_sync_free("stop_flags", where, "the new flags [B]",
+                                 " Keep the flags a tensor and combine them with tensor ops.",
+                                 lambda: fn(done.clone().as_subclass(_DeviceValues),
+                                            frame.clone().as_subclass(_DeviceValues)))
+        except _Done as stop:
+            return stop.value
         got = torch.as_tensor(got).as_subclass(torch.Tensor)
         if got.shape != want.shape:
             return wrong("stop_flags", f"{where}: expected {tuple(want.shape)} flags (one per "

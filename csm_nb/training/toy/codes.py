@@ -51,12 +51,12 @@ def read_manifest(corpus: Path) -> list[dict]:
 
 def read_wav(path: Path) -> torch.Tensor:
     """A corpus clip -> float32 [T] in [-1, 1] at 24 kHz (16-bit mono PCM, as written)."""
-    from ...audio.signal import load_audio
-    wav, rate = load_audio(path)                                  # [C, T]
-    if rate != SAMPLE_RATE or wav.shape[0] != 1:
-        raise ValueError(f"{path}: {wav.shape[0]} channel(s) at {rate} Hz; the toy corpus is "
-                         f"mono at {SAMPLE_RATE} Hz")
-    return torch.from_numpy(wav[0])
+    from ...audio import signal
+    wav, rate = signal.read_wav(path)                             # [T] mono, [C, T] else
+    if rate != SAMPLE_RATE or wav.dim() != 1:
+        raise ValueError(f"{path}: {'mono' if wav.dim() == 1 else 'not mono'} at {rate} Hz; "
+                         f"the toy corpus is mono at {SAMPLE_RATE} Hz")
+    return wav
 
 
 # ---- codes ----------------------------------------------------------------------------------

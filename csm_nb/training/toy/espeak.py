@@ -69,7 +69,10 @@ def render(text: str, args: list[str]) -> np.ndarray:
 
 
 def write_pcm16(path: Path, y: np.ndarray) -> None:
-    pcm = np.round(np.clip(y, -1, 1) * (2 ** 15 - 1)).astype("<i2")
+    """16-bit mono PCM, converted as csm_nb writes every WAV (to_pcm16), without write_wav's
+    temporary file and fsync: a corpus is tens of thousands of small files, rerun at will."""
+    from ...audio.signal import to_pcm16
+    pcm = to_pcm16(y)
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
